@@ -1,0 +1,290 @@
+"""Django admin for the kernel. Every list is scoped through `plum.selectors.programmes_for`;
+every change goes through a service, so it is validated, audited and permission-checked once."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.utils.html import format_html
+
+from plum import roles, selectors
+from plum.errors import PlumError
+from plum.models import ApiClient, ApiScope, AuditEvent, Job, Member, OutboxMessage, Programme
+from plum.services.api_clients import api_client_create, api_client_revoke
+from plum.services.outbox import outbox_retry
+from plum.services.programmes import (
+    MEMBER_FIELDS,
+    PROGRAMME_FIELDS,
+    member_upsert,
+    programme_create,
+    programme_update,
+)
+
+admin.site.site_header = "Plum administration"
+admin.site.site_title = "Plum admin"
+
+
+class ProgrammeScopedAdmin(admin.ModelAdmin):
+    """Rows of programmes the user holds `view_perm` on; changes need `change_perm` on the
+    row's programme. Objects outside scope are simply not found (404)."""
+
+    view_perm = roles.VIEW
+    change_perm = roles.MANAGE
+    programme_field = "programme"
+
+    def get_queryset(self, request):
+        return selectors.scoped(
+            super().get_queryset(request), request.user, self.view_perm, field=self.programme_field
+        )
+
+    def _programme_id(self, obj):
+        if isinstance(obj, Programme):
+            return obj.pk
+        return getattr(obj, f"{self.programme_field}_id")
+
+    def _may_change(self, request, obj) -> bool:
+        if obj is None:
+            return selectors.programmes_for(request.user, self.change_perm).exists()
+        return (
+            selectors.programmes_for(request.user, self.change_perm)
+            .filter(pk=self._programme_id(obj))
+            .exists()
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._may_change(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _raise_as_form_errors(form, exc: PlumError):
+    for field, errors in exc.fields.items():
+        target = field if field in form.fields else None
+        for error in errors:
+            form.add_error(target, error)
+    if not exc.fields:
+        form.add_error(None, exc.message)
+
+
+@admin.register(Programme)
+class ProgrammeAdmin(ProgrammeScopedAdmin):
+    list_display = ["name", "slug", "currency", "timezone", "default_channel", "is_active"]
+    list_filter = ["is_active", "currency"]
+    search_fields = ["name", "slug"]
+    fields = PROGRAMME_FIELDS
+    programme_field = "pk"
+
+    def get_queryset(self, request):
+        return admin.ModelAdmin.get_queryset(self, request).filter(
+            pk__in=selectors.programmes_for(request.user, self.view_perm).values("pk")
+        )
+
+    def has_module_permission(self, request):
+        return (
+            request.user.is_active
+            and request.user.is_staff
+            and (selectors.programmes_for(request.user).exists())
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_staff and self._may_change(request, obj)
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("plum.add_programme")
+
+    def save_model(self, request, obj, form, change):
+        data = {name: form.cleaned_data[name] for name in form.changed_data}
+        if change:
+            programme_update(
+                programme=Programme.objects.get(pk=obj.pk), actor=request.user, data=data
+            )
+        else:
+            created = programme_create(actor=request.user, **form.cleaned_data)
+            obj.pk = created.pk
+
+
+class MemberAdminForm(forms.ModelForm):
+    class Meta:
+        model = Member
+        fields = ["programme", "external_id", *MEMBER_FIELDS]
+
+
+@admin.register(Member)
+class MemberAdmin(ProgrammeScopedAdmin):
+    form = MemberAdminForm
+    list_display = ["external_id", "name", "email", "phone", "programme", "preferred_channel"]
+    list_filter = ["programme", "preferred_channel", "country"]
+    search_fields = ["external_id", "email", "phone", "name"]
+    list_select_related = ["programme"]
+    change_perm = roles.SUPPORT
+
+    def _may_change(self, request, obj) -> bool:
+        # Managers and support agents both correct member details.
+        allowed = selectors.programmes_for(request.user, roles.MANAGE) | selectors.programmes_for(
+            request.user, roles.SUPPORT
+        )
+        if obj is None:
+            return allowed.exists()
+        return allowed.filter(pk=obj.programme_id).exists()
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["programme", "external_id"] if obj else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "programme":
+            kwargs["queryset"] = selectors.programmes_for(request.user, roles.MANAGE)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        programme = obj.programme
+        if not self._may_change(request, obj):
+            raise PermissionDenied
+        member, _ = member_upsert(
+            programme=programme,
+            external_id=obj.external_id,
+            actor=request.user,
+            data={
+                name: form.cleaned_data[name] for name in MEMBER_FIELDS if name in form.cleaned_data
+            },
+        )
+        obj.pk = member.pk
+
+
+class ApiClientAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices,
+        initial=list(ApiScope.values),
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ["name", "programmes", "scopes", "is_test"]
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "key_prefix", "is_test", "scope_list", "created_at", "revoked_at"]
+    list_filter = ["is_test"]
+    search_fields = ["name", "key_prefix"]
+    actions = ["revoke"]
+    form = ApiClientAddForm
+
+    def get_queryset(self, request):
+        visible = selectors.programmes_for(request.user, roles.MANAGE)
+        return super().get_queryset(request).filter(programmes__in=visible.values("pk")).distinct()
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj:
+            return ["name", "programmes", "scopes", "is_test", "key_prefix", "revoked_at"]
+        return []
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "programmes":
+            kwargs["queryset"] = selectors.programmes_for(request.user, roles.MANAGE)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        client, key = api_client_create(
+            name=form.cleaned_data["name"],
+            programmes=list(form.cleaned_data["programmes"]),
+            scopes=form.cleaned_data["scopes"],
+            is_test=form.cleaned_data["is_test"],
+            actor=request.user,
+        )
+        obj.pk = client.pk
+        messages.warning(
+            request,
+            f"The key for {client.name} is shown only now; store it safely: {key}",
+        )
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the service bound the programmes
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke the selected clients' keys")
+    def revoke(self, request, queryset):
+        count = sum(api_client_revoke(client=client, actor=request.user) for client in queryset)
+        self.message_user(request, f"Revoked {count} client(s).")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "occurred_at", "actor_label", "action", "object_type", "object_id"]
+    list_filter = ["action", "actor_type", "object_type"]
+    search_fields = ["object_id", "actor_label", "request_id"]
+    date_hierarchy = "occurred_at"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(programme_id__in=selectors.programmes_for(request.user).values("pk"))
+
+
+def _progress_bar(job: Job):
+    return format_html(
+        '<progress max="100" value="{}" aria-label="progress">{}%</progress> {} / {}',
+        job.percent,
+        job.percent,
+        job.done,
+        job.total,
+    )
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "programme", "status", "progress", "created_at", "finished_at"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["programme"]
+    readonly_fields = ["progress"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return selectors.scoped(queryset, request.user)
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        return _progress_bar(obj)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "status", "attempts", "next_attempt_at", "created_at"]
+    list_filter = ["status", "kind"]
+    actions = ["retry"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return selectors.scoped(queryset, request.user, roles.MANAGE)
+
+    @admin.action(description="Retry the selected failed or dead messages")
+    def retry(self, request, queryset):
+        count = sum(outbox_retry(message=message, actor=request.user) for message in queryset)
+        self.message_user(request, f"{count} message(s) queued again.")

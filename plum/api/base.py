@@ -1,0 +1,100 @@
+"""Base classes every API view and input serializer derives from."""
+
+from django.http import HttpResponse
+from django.urls import path
+from rest_framework import generics, serializers
+from rest_framework.views import APIView
+
+from plum.models import ApiClient
+from plum.services.idempotency import (
+    IdempotentReplay,
+    idempotency_begin,
+    idempotency_complete,
+    idempotency_release,
+    request_fingerprint,
+)
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that rejects fields it does not know instead of ignoring them."""
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(set(self.initial_data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().validate(attrs)
+
+
+class IdempotentMixin:
+    """Idempotency-Key handling for POSTs from API clients (ARCHITECTURE.md, Idempotency).
+
+    The key is claimed after authentication and before the handler runs; the rendered response
+    is stored byte for byte, except a server error, which frees the key for a retry."""
+
+    _idempotency_record = None
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self._idempotency_record = None
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or key is None or not isinstance(request.auth, ApiClient):
+            return
+        raw = request._request
+        fingerprint = request_fingerprint(method=raw.method, path=raw.path, body=raw.body)
+        self._idempotency_record = idempotency_begin(
+            client=request.auth, key=key, fingerprint=fingerprint
+        )
+
+    def handle_exception(self, exc):
+        if isinstance(exc, IdempotentReplay):
+            record = exc.record
+            response = HttpResponse(
+                bytes(record.response_body),
+                status=record.response_status,
+                content_type=record.response_content_type,
+            )
+            response["Idempotent-Replayed"] = "true"
+            return response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record = self._idempotency_record
+        if record is not None:
+            self._idempotency_record = None
+            if response.status_code >= 500:
+                idempotency_release(record=record)
+            else:
+                if hasattr(response, "render") and not response.is_rendered:
+                    response.render()
+                idempotency_complete(
+                    record=record,
+                    status=response.status_code,
+                    body=response.content,
+                    content_type=response.get("Content-Type", "application/json"),
+                )
+        return response
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except BaseException:
+            record = self._idempotency_record
+            if record is not None:
+                idempotency_release(record=record)
+            raise
+
+
+class PlumApiView(IdempotentMixin, APIView):
+    pass
+
+
+class PlumListApiView(IdempotentMixin, generics.GenericAPIView):
+    pass
+
+
+def api_route(route: str, view, name: str):
+    """Route `route` with and without a trailing slash, no redirect between them."""
+    route = route.rstrip("/")
+    return [path(route, view, name=name), path(f"{route}/", view, name=f"{name}-slash")]

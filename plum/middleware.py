@@ -1,0 +1,56 @@
+import uuid
+
+from django.conf import settings
+from django.http import JsonResponse
+
+from plum import context
+from plum.api.errors import error_body, is_api_path
+
+_REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class RequestContextMiddleware:
+    """Binds the request id (the caller's X-Request-ID if sane, else a new one) and client IP
+    for the audit log, and echoes the id back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = request.headers.get("X-Request-ID", "")
+        if not request_id or len(request_id) > 64 or not set(request_id) <= _REQUEST_ID_OK:
+            request_id = uuid.uuid4().hex
+        request.request_id = request_id
+        token = context.bind(
+            context.RequestContext(request_id=request_id, ip=request.META.get("REMOTE_ADDR"))
+        )
+        try:
+            response = self.get_response(request)
+        finally:
+            context.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ApiBodySizeMiddleware:
+    """413 in the API's error shape before a too-large body is read."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if is_api_path(request.path):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            limit = getattr(request, "max_body_bytes", settings.API_MAX_BODY_BYTES)
+            if length > limit:
+                return JsonResponse(
+                    error_body(
+                        "payload_too_large",
+                        f"The request body is {length} bytes; this API accepts at most {limit}.",
+                    ),
+                    status=413,
+                )
+        return self.get_response(request)

@@ -1,0 +1,32 @@
+"""Outbox senders the kernel ships. Other apps register theirs in their AppConfig.ready()."""
+
+import smtplib
+
+from django.core.mail import EmailMultiAlternatives
+
+from plum.models import OutboxMessage
+from plum.services.outbox import PermanentSendError, TransientSendError, register_sender
+
+
+@register_sender("email")
+def send_email(message: OutboxMessage) -> None:
+    """payload: {"to": [addresses], "subject": str, "text": str, "html": optional str}."""
+    payload = message.payload
+    email = EmailMultiAlternatives(
+        subject=payload["subject"],
+        body=payload["text"],
+        to=payload["to"],
+        headers={"X-Plum-Message-Id": str(message.pk)},
+    )
+    if payload.get("html"):
+        email.attach_alternative(payload["html"], "text/html")
+    try:
+        email.send(fail_silently=False)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise PermanentSendError(f"Recipient refused: {exc.recipients}") from exc
+    except smtplib.SMTPResponseException as exc:
+        if 500 <= exc.smtp_code < 600:
+            raise PermanentSendError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+        raise TransientSendError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc

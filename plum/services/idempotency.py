@@ -1,0 +1,93 @@
+"""Stripe-style idempotency for external POSTs, scoped to the API client.
+
+The key row is inserted in its own committed transaction before the request runs, so a
+concurrent request with the same key sees it at once: the database's unique constraint, not a
+read in Python, decides which request owns the key."""
+
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from plum.errors import (
+    IdempotencyKeyInUseError,
+    IdempotencyKeyReusedError,
+    InvalidIdempotencyKeyError,
+)
+from plum.models import ApiClient, IdempotencyKey
+
+
+class IdempotentReplay(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The key already holds a completed response: send it again."""
+
+    def __init__(self, record: IdempotencyKey):
+        super().__init__(record.key)
+        self.record = record
+
+
+def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _validate_key(key: str) -> None:
+    if not 1 <= len(key) <= 255 or not all(32 < ord(ch) < 127 for ch in key):
+        raise InvalidIdempotencyKeyError()
+
+
+def idempotency_begin(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyKey:
+    """Claim `key` for this request. Raises IdempotentReplay when a response is stored,
+    IdempotencyKeyReusedError when the key came with another request, and
+    IdempotencyKeyInUseError while the first request is still running."""
+    _validate_key(key)
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(client=client, key=key, fingerprint=fingerprint)
+    except IntegrityError:
+        pass
+    record = IdempotencyKey.objects.filter(client=client, key=key).first()
+    if record is None:
+        # Purged between our insert and this read: claim it again.
+        return idempotency_begin(client=client, key=key, fingerprint=fingerprint)
+    if record.fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError()
+    if record.state == IdempotencyKey.State.COMPLETE:
+        raise IdempotentReplay(record)
+    abandoned_before = timezone.now() - settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT
+    # A request that died without releasing its key: take the key over, atomically.
+    taken = IdempotencyKey.objects.filter(
+        pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at__lt=abandoned_before
+    ).update(created_at=timezone.now())
+    if taken:
+        record.refresh_from_db()
+        return record
+    raise IdempotencyKeyInUseError()
+
+
+def idempotency_complete(
+    *, record: IdempotencyKey, status: int, body: bytes, content_type: str
+) -> None:
+    IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT).update(
+        state=IdempotencyKey.State.COMPLETE,
+        response_status=status,
+        response_body=body,
+        response_content_type=content_type,
+        completed_at=timezone.now(),
+    )
+
+
+def idempotency_release(*, record: IdempotencyKey) -> None:
+    """The request failed before producing a response worth replaying (a server error, whose
+    transaction rolled back): free the key so the client may retry."""
+    IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT).delete()
+
+
+def idempotency_purge(*, older_than: timedelta | None = None) -> int:
+    cutoff = timezone.now() - (older_than or settings.IDEMPOTENCY_KEY_TTL)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

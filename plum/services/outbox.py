@@ -1,0 +1,181 @@
+"""The outbox: everything that leaves the system is a row written in the transaction that
+caused it, then delivered by a Celery task enqueued on commit, or by the sweeper when the
+broker was unreachable at commit time.
+
+Delivery holds the message's row lock (`FOR UPDATE SKIP LOCKED`) while it sends, so a message
+is sent by one worker at a time; the message id travels as the provider's idempotency key, so a
+crash between sending and committing causes at most a duplicate the provider can drop."""
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from plum.models import OutboxMessage, Programme
+
+logger = logging.getLogger(__name__)
+
+
+class TransientSendError(Exception):
+    """Worth retrying: timeouts, connection errors, 5xx, 429."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(Exception):
+    """Retrying cannot help: invalid number, hard bounce, 4xx. A person must correct it."""
+
+
+Sender = Callable[[OutboxMessage], None]
+FailureHook = Callable[[OutboxMessage], None]
+_senders: dict[str, Sender] = {}
+_failure_hooks: dict[str, FailureHook] = {}
+
+
+def register_sender(kind: str, *, on_failure: FailureHook | None = None):
+    """Register the function that delivers messages of `kind`. `on_failure` runs in the
+    delivering transaction when a message ends failed or dead (e.g. to flag a delivery)."""
+
+    def decorator(func: Sender) -> Sender:
+        _senders[kind] = func
+        if on_failure is not None:
+            _failure_hooks[kind] = on_failure
+        return func
+
+    return decorator
+
+
+def sender_for(kind: str) -> Sender | None:
+    return _senders.get(kind)
+
+
+def outbox_enqueue(
+    *, kind: str, payload: dict, programme: Programme | None = None
+) -> OutboxMessage:
+    """Write a message in the caller's transaction and schedule its delivery on commit."""
+    if kind not in _senders:
+        raise ValueError(f"No outbox sender is registered for {kind!r}")
+    message = OutboxMessage.objects.create(
+        kind=kind,
+        payload=payload,
+        programme=programme,
+        next_attempt_at=timezone.now(),
+        max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
+    )
+    transaction.on_commit(lambda: _schedule_delivery(message.pk))
+    return message
+
+
+def _schedule_delivery(message_id: UUID) -> None:
+    from plum.tasks import outbox_deliver_task
+
+    try:
+        outbox_deliver_task.apply_async(args=[str(message_id)], retry=False)
+    except Exception:  # noqa: BLE001 - any broker failure: the sweeper delivers it later
+        logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    base = settings.OUTBOX_BACKOFF_BASE_SECONDS
+    cap = settings.OUTBOX_BACKOFF_MAX_SECONDS
+    ceiling = min(cap, base * (2 ** max(attempts - 1, 0)))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def outbox_deliver(*, message_id: UUID | str) -> OutboxMessage | None:
+    """Deliver one due message if no other worker holds it. Safe to call any number of times:
+    a sent, failed or dead message, or one that is not due yet, is left alone."""
+    with transaction.atomic(durable=True):
+        message = (
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(pk=message_id, status=OutboxMessage.Status.PENDING)
+            .filter(next_attempt_at__lte=timezone.now())
+            .first()
+        )
+        if message is None:
+            return None
+        _attempt(message)
+        return message
+
+
+def _attempt(message: OutboxMessage) -> None:
+    sender = _senders.get(message.kind)
+    message.attempts += 1
+    now = timezone.now()
+    try:
+        if sender is None:
+            raise PermanentSendError(f"No sender registered for {message.kind!r}")
+        sender(message)
+    except PermanentSendError as exc:
+        message.status = OutboxMessage.Status.FAILED
+        message.last_error = str(exc)[:2000]
+    except Exception as exc:  # noqa: BLE001 - anything unexpected is retried as transient
+        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if message.attempts >= message.max_attempts:
+            message.status = OutboxMessage.Status.DEAD
+        else:
+            delay = backoff_seconds(message.attempts)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:
+                delay = max(delay, float(retry_after))
+            message.next_attempt_at = now + timedelta(seconds=delay)
+    else:
+        message.status = OutboxMessage.Status.SENT
+        message.sent_at = now
+        message.last_error = ""
+    message.save(update_fields=["attempts", "status", "last_error", "next_attempt_at", "sent_at"])
+    if message.status in (OutboxMessage.Status.FAILED, OutboxMessage.Status.DEAD):
+        hook = _failure_hooks.get(message.kind)
+        if hook is not None:
+            hook(message)
+
+
+def outbox_sweep(*, limit: int | None = None) -> int:
+    """Deliver due pending messages one short transaction each, skipping any a worker holds.
+    Returns how many were attempted."""
+    limit = limit or settings.OUTBOX_SWEEP_BATCH
+    attempted = 0
+    seen: set[UUID] = set()
+    while attempted < limit:
+        with transaction.atomic(durable=True):
+            message = (
+                OutboxMessage.objects.select_for_update(skip_locked=True)
+                .filter(status=OutboxMessage.Status.PENDING, next_attempt_at__lte=timezone.now())
+                .exclude(pk__in=seen)
+                .order_by("next_attempt_at")
+                .first()
+            )
+            if message is None:
+                break
+            seen.add(message.pk)
+            _attempt(message)
+            attempted += 1
+    return attempted
+
+
+def outbox_retry(*, message: OutboxMessage, actor) -> bool:
+    """Make a failed or dead message due again, after a person corrected the cause. Audited."""
+    from plum.services.audit import audit_log
+
+    with transaction.atomic(durable=True):
+        updated = OutboxMessage.objects.filter(
+            pk=message.pk,
+            status__in=[OutboxMessage.Status.FAILED, OutboxMessage.Status.DEAD],
+        ).update(status=OutboxMessage.Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+        if updated:
+            audit_log(
+                actor=actor,
+                action="outbox.retry",
+                obj=message,
+                changes={"status": [message.status, OutboxMessage.Status.PENDING]},
+            )
+            transaction.on_commit(lambda: _schedule_delivery(message.pk))
+    return bool(updated)

@@ -1,0 +1,181 @@
+"""Programmes, members and role grants."""
+
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from guardian.shortcuts import assign_perm, remove_perm
+
+from plum import roles
+from plum.actors import Actor
+from plum.errors import InvalidInputError
+from plum.models import Member, Programme
+from plum.services.audit import audit_log, model_update
+
+PROGRAMME_FIELDS = ["name", "slug", "currency", "timezone", "default_channel", "is_active"]
+MEMBER_FIELDS = ["name", "email", "phone", "country", "preferred_channel"]
+
+
+def _full_clean(instance, *, exclude=None) -> None:
+    try:
+        instance.full_clean(exclude=exclude)
+    except ValidationError as exc:
+        raise InvalidInputError(fields=exc.message_dict) from exc
+
+
+def programme_create(*, actor: Actor, **data) -> Programme:
+    programme = Programme(**{k: v for k, v in data.items() if k in PROGRAMME_FIELDS})
+    _full_clean(programme)
+    with transaction.atomic():
+        programme.save(force_insert=True)
+        audit_log(
+            actor=actor,
+            action="programme.create",
+            obj=programme,
+            programme_id=programme.pk,
+            changes={f: [None, getattr(programme, f)] for f in PROGRAMME_FIELDS},
+        )
+    return programme
+
+
+def programme_update(*, programme: Programme, actor: Actor, data: dict) -> Programme:
+    with transaction.atomic():
+        try:
+            programme, changes = model_update(
+                instance=programme, fields=PROGRAMME_FIELDS, data=data
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(fields=exc.message_dict) from exc
+        if changes:
+            audit_log(
+                actor=actor,
+                action="programme.update",
+                obj=programme,
+                programme_id=programme.pk,
+                changes=changes,
+            )
+    return programme
+
+
+def member_upsert(
+    *, programme: Programme, external_id: str, actor: Actor, data: dict
+) -> tuple[Member, bool]:
+    """Create the member with this external id in the programme, or update the given fields.
+    Two concurrent upserts of one new member cannot both insert: the unique constraint on
+    (programme, external_id) decides, and the loser updates instead."""
+    data = {k: v for k, v in data.items() if k in MEMBER_FIELDS}
+    with transaction.atomic():
+        member = (
+            Member.objects.select_for_update(no_key=True, of=("self",))
+            .filter(programme=programme, external_id=external_id)
+            .first()
+        )
+        if member is None:
+            candidate = Member(programme=programme, external_id=external_id, **data)
+            _full_clean(candidate, exclude=["programme", "user"])
+            try:
+                with transaction.atomic():
+                    candidate.save(force_insert=True)
+            except IntegrityError:
+                pass  # a concurrent upsert inserted it first: update that row below
+            else:
+                audit_log(
+                    actor=actor,
+                    action="member.create",
+                    obj=candidate,
+                    changes={
+                        "external_id": [None, external_id],
+                        **{f: [None, getattr(candidate, f)] for f in data},
+                    },
+                )
+                return candidate, True
+            member = (
+                Member.objects.select_for_update(no_key=True, of=("self",))
+                .filter(programme=programme, external_id=external_id)
+                .get()
+            )
+        try:
+            member, changes = model_update(instance=member, fields=MEMBER_FIELDS, data=data)
+        except ValidationError as exc:
+            raise InvalidInputError(fields=exc.message_dict) from exc
+        if changes:
+            audit_log(actor=actor, action="member.update", obj=member, changes=changes)
+        return member, False
+
+
+def role_grant(
+    *, user: AbstractBaseUser, role: str, programme: Programme | None, actor: Actor
+) -> None:
+    """Give `user` a role. Platform admins hold it everywhere (programme must be None); every
+    other role is held on one programme."""
+    if role not in roles.ALL_ROLES:
+        raise InvalidInputError(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
+    if (role == roles.PLATFORM_ADMIN) != (programme is None):
+        raise InvalidInputError(
+            "Platform admin is granted without a programme; every other role on one."
+        )
+    with transaction.atomic():
+        user.groups.add(Group.objects.get(name=role))
+        if role == roles.PLATFORM_ADMIN:
+            for perm in roles.PROGRAMME_PERMS:
+                assign_perm(perm, user)
+        else:
+            for perm in roles.ROLE_PROGRAMME_PERMS[role]:
+                assign_perm(perm, user, programme)
+        if role != roles.MEMBER and not user.is_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        audit_log(
+            actor=actor,
+            action="role.grant",
+            object_type="auth.user",
+            object_id=user.pk,
+            programme_id=programme.pk if programme else None,
+            changes={"role": [None, role]},
+        )
+
+
+def role_revoke(*, user: AbstractBaseUser, role: str, programme: Programme, actor: Actor) -> None:
+    with transaction.atomic():
+        for perm in roles.ROLE_PROGRAMME_PERMS[role]:
+            remove_perm(perm, user, programme)
+        audit_log(
+            actor=actor,
+            action="role.revoke",
+            object_type="auth.user",
+            object_id=user.pk,
+            programme_id=programme.pk,
+            changes={"role": [role, None]},
+        )
+
+
+def user_create(
+    *, username: str, email: str, password: str, actor: Actor, is_superuser: bool = False
+) -> AbstractBaseUser:
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(
+            username=username,
+            email=email,
+            password=password,
+            is_superuser=is_superuser,
+            is_staff=is_superuser,
+        )
+        audit_log(
+            actor=actor,
+            action="user.create",
+            obj=user,
+            changes={"username": [None, username], "is_superuser": [None, is_superuser]},
+        )
+    return user
+
+
+def member_link_user(*, member: Member, user: AbstractBaseUser, actor: Actor) -> Member:
+    with transaction.atomic():
+        before = member.user_id
+        Member.objects.filter(pk=member.pk).update(user=user)
+        member.user = user
+        audit_log(
+            actor=actor, action="member.link_user", obj=member, changes={"user": [before, user.pk]}
+        )
+    return member
