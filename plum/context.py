@@ -12,7 +12,8 @@ class RequestContext:
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "plum_request_context", default=RequestContext()
+    "plum_request_context",
+    default=RequestContext(),  # noqa: B039 - frozen, immutable
 )
 
 
