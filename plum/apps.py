@@ -13,7 +13,7 @@ class PlumConfig(AppConfig):
     verbose_name = "Plum kernel"
 
     def ready(self):
-        from plum import senders  # noqa: F401 - registers the kernel's outbox senders
+        from plum import handlers, senders  # noqa: F401 - register the kernel's senders and jobs
 
         # After every migrate, so permissions of apps migrated later reach the role groups.
         post_migrate.connect(_sync_roles, dispatch_uid="plum.sync_roles")

@@ -102,3 +102,36 @@ def make_user(db):
         return user
 
     return make
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on a free local port; Django's mail goes to it."""
+    from tests.stubs import SmtpServer
+
+    with SmtpServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = server.port
+        settings.EMAIL_USE_TLS = False
+        yield server
+
+
+@pytest.fixture
+def services_env(db_name, settings):
+    """Environment for a subprocess (manage.py, a Celery worker) that must use the test
+    database and this run's Redis."""
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db_name}"
+        ),
+        "SECRET_KEY": "test-subprocess-secret-key",
+        "DEBUG": "0",
+        "STATIC_MANIFEST": "0",
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
