@@ -3,3 +3,35 @@ from django.apps import AppConfig
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
+
+    def ready(self):
+        from campaigns.services import codes  # noqa: F401 - registers the code-generation job
+        from plum import roles
+
+        roles.register_role_perms(
+            roles.PROGRAMME_MANAGER,
+            {
+                "campaigns.view_campaign",
+                "campaigns.add_campaign",
+                "campaigns.change_campaign",
+                "campaigns.view_voucher",
+                "campaigns.change_voucher",
+                "campaigns.view_reward",
+                "campaigns.view_merchant",
+                "campaigns.view_redemption",
+            },
+        )
+        roles.register_role_perms(
+            roles.SUPPORT_AGENT,
+            {"campaigns.view_campaign", "campaigns.view_voucher", "campaigns.view_redemption"},
+        )
+        roles.register_role_perms(
+            roles.FINANCE,
+            {
+                "campaigns.view_campaign",
+                "campaigns.view_voucher",
+                "campaigns.view_redemption",
+                "campaigns.view_merchant",
+                "campaigns.view_reward",
+            },
+        )

@@ -30,3 +30,14 @@ def send_email(message: OutboxMessage) -> None:
         raise TransientSendError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
     except (OSError, smtplib.SMTPException) as exc:
         raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc
+
+
+@register_sender("event")
+def fan_out_event(message: OutboxMessage) -> None:
+    """Hand a domain event to every subscriber. A subscriber that needs its own retries
+    (a webhook endpoint) enqueues its own outbox message, so one slow receiver never holds
+    back the others."""
+    from plum.services.events import subscribers
+
+    for subscriber in subscribers():
+        subscriber(message)

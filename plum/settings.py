@@ -180,6 +180,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "plum.tasks.outbox_sweep_task", "schedule": timedelta(seconds=30)},
     "audit-seal": {"task": "plum.tasks.audit_seal_task", "schedule": timedelta(minutes=1)},
+    "vouchers-expire-lapsed": {
+        "task": "campaigns.tasks.vouchers_expire_lapsed_task",
+        "schedule": timedelta(minutes=5),
+    },
     "idempotency-purge": {
         "task": "plum.tasks.idempotency_purge_task",
         "schedule": timedelta(hours=1),

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from plum.models import OutboxMessage, Programme
+from plum.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +56,14 @@ def sender_for(kind: str) -> Sender | None:
     return _senders.get(kind)
 
 
-def outbox_enqueue(
-    *, kind: str, payload: dict, programme: Programme | None = None
-) -> OutboxMessage:
+def outbox_enqueue(*, kind: str, payload: dict, programme_id: int | None = None) -> OutboxMessage:
     """Write a message in the caller's transaction and schedule its delivery on commit."""
     if kind not in _senders:
         raise ValueError(f"No outbox sender is registered for {kind!r}")
     message = OutboxMessage.objects.create(
         kind=kind,
         payload=payload,
-        programme=programme,
+        programme_id=programme_id,
         next_attempt_at=timezone.now(),
         max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
     )

@@ -6,7 +6,6 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from plum.actors import SYSTEM
 from plum.models import AuditEvent, OutboxMessage
 from plum.senders import send_email
 from plum.services.outbox import (
@@ -32,10 +31,13 @@ def _enqueue(django_capture_on_commit_callbacks, payload=EMAIL, kind="email"):
 @pytest.mark.django_db
 def test_enqueue_writes_nothing_when_the_transaction_rolls_back(django_capture_on_commit_callbacks):
     # given / when
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            outbox_enqueue(kind="email", payload=EMAIL)
-            raise RuntimeError("the change that caused it failed")
+    with (
+        django_capture_on_commit_callbacks(execute=False) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        outbox_enqueue(kind="email", payload=EMAIL)
+        raise RuntimeError("the change that caused it failed")
     # then
     assert OutboxMessage.objects.count() == 0
     assert callbacks == []
