@@ -11,7 +11,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("plum.api.urls")),
+    path("api/v1/", include("campaigns.api_urls")),
 ]
 
+handler400 = "plum.views.bad_request"
+handler403 = "plum.views.permission_denied"
 handler404 = "plum.views.not_found"
 handler500 = "plum.views.server_error"

@@ -4,9 +4,16 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.http import require_GET
 
-from plum.api.errors import is_api_path, json_not_found, json_server_error
+from plum.api.errors import (
+    is_api_path,
+    json_bad_request,
+    json_not_found,
+    json_permission_denied,
+    json_server_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,22 @@ def healthz(request):
         except redis.RedisError:
             body["broker"] = "unreachable"
     return JsonResponse(body, status=code)
+
+
+# Django's error handlers for what happens outside a DRF view (a disallowed Host header, an
+# unknown path, an exception in a plain view): under /api/ they answer in the API's error shape.
+
+
+def bad_request(request, exception=None):
+    if is_api_path(request.path):
+        return json_bad_request(request, exception)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if is_api_path(request.path):
+        return json_permission_denied(request, exception)
+    return defaults.permission_denied(request, exception)
 
 
 def not_found(request, exception=None):

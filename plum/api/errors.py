@@ -1,6 +1,7 @@
 """One error shape for every API error: {"error": {"code", "message", "fields"}}."""
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
@@ -68,7 +69,8 @@ def api_exception_handler(exc, context):
         return Response(error_body("invalid", message, fields), status=exc.status_code)
 
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        # Rounded up: a client that waits exactly this long is let through.
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     if isinstance(exc, exceptions.ParseError):
         code = "malformed_json"
     else:
@@ -85,6 +87,19 @@ def api_exception_handler(exc, context):
 
 def is_api_path(path: str) -> bool:
     return path.startswith("/api/")
+
+
+def json_bad_request(request, exception=None):
+    return JsonResponse(
+        error_body("bad_request", "The request could not be understood."), status=400
+    )
+
+
+def json_permission_denied(request, exception=None):
+    return JsonResponse(
+        error_body("permission_denied", "You do not have permission to perform this action."),
+        status=403,
+    )
 
 
 def json_not_found(request, exception=None):

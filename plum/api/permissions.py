@@ -8,17 +8,28 @@ class HasApiScope(permissions.BasePermission):
     safe methods, `manage` otherwise). Staff users with a session pass: their programme
     permissions are checked by the selectors."""
 
-    message = "This API key lacks the scope this endpoint needs."
+    message = "You do not have permission to perform this action."
 
     def has_permission(self, request, view):
         principal = request.user
         if principal is None or not principal.is_authenticated:
             return False
         if isinstance(principal, ApiClient):
-            scope = getattr(view, "required_scope", None)
-            if scope is None:
-                scope = "read" if request.method in permissions.SAFE_METHODS else "manage"
-            if isinstance(scope, dict):
-                scope = scope.get(request.method, "manage")
-            return principal.has_scope(scope)
+            scope = required_scope(view, request.method)
+            if not principal.has_scope(scope):
+                # DRF makes a permission instance per request: this message is this refusal's.
+                self.message = f"This API key lacks the scope this endpoint needs: {scope}."
+                return False
+            return True
         return bool(principal.is_active and principal.is_staff)
+
+
+def required_scope(view, method: str) -> str:
+    """The view's `required_scope`: one scope, or a {method: scope} map. HEAD needs what GET
+    needs; another method the map does not name needs `read` when safe and `manage` otherwise."""
+    scope = getattr(view, "required_scope", None)
+    if isinstance(scope, dict):
+        scope = scope.get(method) or (scope.get("GET") if method == "HEAD" else None)
+    if scope is None:
+        scope = "read" if method in permissions.SAFE_METHODS else "manage"
+    return scope

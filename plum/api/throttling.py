@@ -1,3 +1,5 @@
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from plum.models import ApiClient
@@ -8,6 +10,16 @@ class ApiClientRateThrottle(SimpleRateThrottle):
     security boundary (code guessing) an atomic counter is used instead."""
 
     scope = "api_client"
+
+    def get_rate(self):
+        # SimpleRateThrottle.THROTTLE_RATES is the dict DRF held at import time; reading the
+        # live setting lets a changed REST_FRAMEWORK (override_settings) take effect.
+        try:
+            return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+        except KeyError as exc:
+            raise ImproperlyConfigured(
+                f"No throttle rate for scope {self.scope!r} in DEFAULT_THROTTLE_RATES."
+            ) from exc
 
     def get_cache_key(self, request, view):
         principal = request.user

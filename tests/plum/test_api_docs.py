@@ -1,33 +1,138 @@
+"""The public, unauthenticated pages: the OpenAPI schema, its docs page and the health check."""
+
 import json
+import re
+from pathlib import Path
+
 import pytest
-from django.test import Client
-from rest_framework.test import APIClient
+from django.contrib.staticfiles import finders
+from drf_spectacular.validation import validate_schema
+
+SWAGGER = "/static/drf_spectacular_sidecar/swagger-ui-dist"
+ASSETS = [
+    f"{SWAGGER}/favicon-32x32.png",
+    f"{SWAGGER}/swagger-ui.css",
+    f"{SWAGGER}/swagger-ui-bundle.js",
+    f"{SWAGGER}/swagger-ui-standalone-preset.js",
+]
+
+
+@pytest.fixture
+def schema(client):
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+@pytest.fixture
+def docs_html(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    return response.content.decode()
+
+
+# --- schema ---------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_explore(client_api, make_api_client, programme, settings):
-    def show(r):
-        print(r.status_code, dict(r.headers), r.content[:600])
-    for h in [" ", "Bearer", "Bearer a b", "Bearer notakey", "Token xyz", "bearer plum_live_" + "a" * 30]:
-        a = APIClient(); a.credentials(HTTP_AUTHORIZATION=h)
-        try:
-            show(a.get("/api/v1/members"))
-        except Exception as e:
-            print("EXC", h, repr(e))
-    show(client_api.delete("/api/v1/members"))
-    show(client_api.post("/api/v1/members", "{bad", content_type="application/json"))
-    show(client_api.post("/api/v1/members", "x", content_type="text/plain"))
-    show(client_api.post("/api/v1/members", "[1]", content_type="application/json"))
-    show(client_api.post("/api/v1/members", "null", content_type="application/json"))
-    show(client_api.post("/api/v1/members", {"external_id": "a", "phone": "12345"}, format="json"))
-    show(client_api.post("/api/v1/members", {"external_id": "a", "nick": "12345"}, format="json"))
-    show(client_api.get("/api/v1/members", HTTP_ACCEPT="text/html"))
-    show(client_api.get("/api/v1/nope"))
-    show(client_api.get("/api/v1/members", HTTP_HOST="evil.com"))
-    r = Client().get("/api/schema/?format=json")
-    print(r.status_code, r.headers["Content-Type"])
-    s = json.loads(r.content)
-    print(list(s["paths"]), s.get("components", {}).get("securitySchemes"), s["paths"]["/api/v1/members"]["get"].get("security"))
-    r = Client().get("/api/docs/")
-    print(r.status_code, r.content.decode())
-    show(Client().get("/healthz"))
+def test_the_schema_is_valid_openapi_3(client):
+    # when
+    response = client.get("/api/schema/?format=json")
+    # then
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/vnd.oai.openapi+json"
+    document = json.loads(response.content)
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"] == "Plum API"
+    validate_schema(document)
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_each_path_once_without_its_trailing_slash_twin(schema):
+    # when
+    paths = list(schema["paths"])
+    # then
+    assert [p for p in paths if p.rstrip("/") == "/api/v1/members"] == ["/api/v1/members"]
+    assert [p for p in paths if p.endswith("/")] == []
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_bearer_api_key(schema):
+    # when
+    scheme = schema["components"]["securitySchemes"]["apiKey"]
+    # then
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert {"apiKey": []} in schema["paths"]["/api/v1/members"]["get"]["security"]
+    assert {"apiKey": []} in schema["paths"]["/api/v1/members"]["post"]["security"]
+
+
+# --- docs page ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_docs_page_loads_its_assets_from_this_site_only(docs_html):
+    # when
+    references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", docs_html)
+    # then
+    assert sorted(references) == sorted(ASSETS)
+    assert re.findall(r"https?:|//[a-z0-9.-]+\.[a-z]{2,}/", docs_html, re.IGNORECASE) == []
+
+
+@pytest.mark.django_db
+def test_the_docs_page_reads_the_schema_from_this_site(docs_html):
+    # when
+    urls = re.findall(r'url: "([^"]*)"', docs_html)
+    # then
+    assert urls == ["/api/schema/"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        (ASSETS[0], "image/png"),
+        (ASSETS[1], 'text/css; charset="utf-8"'),
+        (ASSETS[2], 'text/javascript; charset="utf-8"'),
+        (ASSETS[3], 'text/javascript; charset="utf-8"'),
+    ],
+)
+def test_the_docs_assets_are_served(client, path, content_type):
+    # given
+    source = Path(finders.find(path.removeprefix("/static/"))).read_bytes()
+    # when
+    response = client.get(path)
+    # then
+    assert response.status_code == 200
+    assert response["Content-Type"] == content_type
+    assert b"".join(response.streaming_content) == source
+    response.close()
+
+
+# --- health check ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("redis_url", "broker"),
+    [("", "not_configured"), ("redis://127.0.0.1:1/0", "unreachable")],
+)
+def test_the_health_check_reports_the_database_and_the_broker(client, settings, redis_url, broker):
+    # given: the broker's state is reported but does not fail the check
+    settings.REDIS_URL = redis_url
+    # when
+    response = client.get("/healthz")
+    # then
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"status": "ok", "database": "ok", "broker": broker}
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_health_check_reaches_the_real_broker(client):
+    # when
+    response = client.get("/healthz")
+    # then
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
