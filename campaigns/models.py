@@ -244,21 +244,23 @@ class VoucherStatus(models.TextChoices):
 VOUCHER_TRANSITIONS = Transitions(
     "voucher",
     {
-        # issue: a pooled code goes to a member; cancel: withdraw it for good
+        # issue to a member; withdraw; a pooled code with a fixed expiry date lapses
         "available": ["active", "cancelled", "expired"],
         "active": [
             "partially_redeemed",
             "redeemed",
             "expired",
             "flagged",
-            "recovered",
+            "available",  # recovered back to the pool for redistribution
+            "recovered",  # recovered and retired
             "cancelled",
         ],
         "partially_redeemed": ["partially_redeemed", "redeemed", "expired", "flagged"],
-        "flagged": ["active", "partially_redeemed", "cancelled"],  # unflag returns it
-        # recovered codes go back to the pool for redistribution
-        "recovered": ["available", "cancelled"],
-        "expired": ["active", "partially_redeemed", "available"],  # an expiry extension revives
+        # unflag returns to the state it was flagged from; an unused one may be recovered
+        "flagged": ["active", "partially_redeemed", "available", "recovered", "cancelled"],
+        # an expiry extension revives; an unused expired voucher may be recovered
+        "expired": ["active", "partially_redeemed", "available", "recovered"],
+        "recovered": [],
         "redeemed": [],
         "cancelled": [],
     },
