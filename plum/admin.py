@@ -4,6 +4,7 @@ every change goes through a service, so it is validated, audited and permission-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.utils.html import format_html
 
 from plum import roles, selectors
@@ -23,7 +24,19 @@ admin.site.site_header = "Plum administration"
 admin.site.site_title = "Plum admin"
 
 
-class ProgrammeScopedAdmin(admin.ModelAdmin):
+class PlumModelAdmin(admin.ModelAdmin):
+    """Django's admin answers an object outside `get_queryset` with a redirect to the index and
+    a "doesn't exist" message; Plum answers 404, exactly as for an object that does not exist,
+    so a change, history or delete URL never tells a user what another programme holds."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with this ID.")
+        return obj
+
+
+class ProgrammeScopedAdmin(PlumModelAdmin):
     """Rows of programmes the user holds `view_perm` on; changes need `change_perm` on the
     row's programme. Objects outside scope are simply not found (404)."""
 
@@ -50,6 +63,14 @@ class ProgrammeScopedAdmin(admin.ModelAdmin):
             .exists()
         )
 
+    def get_list_filter(self, request):
+        # The stock related-field filter lists every programme in the database; list only the
+        # programmes of rows the user may see.
+        return [
+            (item, admin.RelatedOnlyFieldListFilter) if item == self.programme_field else item
+            for item in super().get_list_filter(request)
+        ]
+
     def has_change_permission(self, request, obj=None):
         return super().has_change_permission(request, obj) and self._may_change(request, obj)
 
@@ -57,7 +78,7 @@ class ProgrammeScopedAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(PlumModelAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -177,7 +198,7 @@ class ApiClientAddForm(forms.ModelForm):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(PlumModelAdmin):
     list_display = ["name", "key_prefix", "is_test", "scope_list", "created_at", "revoked_at"]
     list_filter = ["is_test"]
     search_fields = ["name", "key_prefix"]
@@ -239,8 +260,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
+        if selectors.is_platform_admin(request.user):
+            return queryset  # including events of no programme (users, system tasks)
         return queryset.filter(programme_id__in=selectors.programmes_for(request.user).values("pk"))
 
 
@@ -262,10 +283,11 @@ class JobAdmin(ReadOnlyAdmin):
     readonly_fields = ["progress"]
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return selectors.scoped(queryset, request.user)
+        return (
+            super()
+            .get_queryset(request)
+            .filter(pk__in=selectors.job_list_for(principal=request.user).values("pk"))
+        )
 
     @admin.display(description="progress")
     def progress(self, obj):
@@ -280,8 +302,8 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
+        if selectors.is_platform_admin(request.user):
+            return queryset  # including messages of no programme
         return selectors.scoped(queryset, request.user, roles.MANAGE)
 
     @admin.action(description="Retry the selected failed or dead messages")

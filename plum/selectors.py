@@ -5,9 +5,10 @@ list in the admin, the portal, the storefront and the API filters `programme__in
 costs a constant number of queries however many rows there are."""
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
+from plum import roles
 from plum.models import ApiClient, Job, Member, Programme
 
 Principal = AbstractBaseUser | AnonymousUser | ApiClient
@@ -55,19 +56,30 @@ def member_get_for(*, principal: Principal, programme_slug: str, external_id: st
     )
 
 
-def job_get_for(*, principal: Principal, job_id) -> Job | None:
-    """A job is visible to whoever may see its programme; a job without a programme only to
-    its creator and platform admins."""
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None:
-        return None
-    if job.programme_id is not None:
-        visible = programmes_for(principal).filter(pk=job.programme_id).exists()
-        return job if visible else None
+def is_platform_admin(principal: Principal | None) -> bool:
+    """An active user holding the programme view permission globally, not per programme: the
+    Platform admin role (plum.roles) and superusers. API clients never are."""
+    if principal is None or isinstance(principal, ApiClient | AnonymousUser):
+        return False
+    return bool(principal.is_active and principal.has_perm(roles.VIEW))
+
+
+def job_list_for(*, principal: Principal | None) -> QuerySet:
+    """Jobs visible to whoever may see their programme; a job without a programme only to its
+    creator and platform admins."""
+    if is_platform_admin(principal):
+        return Job.objects.all()
+    if principal is None or isinstance(principal, AnonymousUser) or not principal.is_active:
+        return Job.objects.none()
     if isinstance(principal, ApiClient):
-        return job if job.created_by_client_id == principal.pk else None
-    if getattr(principal, "is_superuser", False) or job.created_by_user_id == getattr(
-        principal, "pk", None
-    ):
-        return job
-    return None
+        created = Q(created_by_client=principal)
+    else:
+        created = Q(created_by_user=principal)
+    return Job.objects.filter(
+        Q(programme__in=programmes_for(principal).values("pk"))
+        | (Q(programme__isnull=True) & created)
+    )
+
+
+def job_get_for(*, principal: Principal | None, job_id) -> Job | None:
+    return job_list_for(principal=principal).filter(pk=job_id).first()

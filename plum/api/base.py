@@ -41,7 +41,11 @@ class IdempotentMixin:
         if request.method != "POST" or key is None or not isinstance(request.auth, ApiClient):
             return
         raw = request._request
-        fingerprint = request_fingerprint(method=raw.method, path=raw.path, body=raw.body)
+        # The query string is part of the request: the same body sent with other parameters is
+        # another request, not a retry.
+        fingerprint = request_fingerprint(
+            method=raw.method, path=raw.get_full_path(), body=raw.body
+        )
         self._idempotency_record = idempotency_begin(
             client=request.auth, key=key, fingerprint=fingerprint
         )

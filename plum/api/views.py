@@ -69,7 +69,10 @@ def programme_for_write(principal, slug: str | None, perm: str) -> Programme:
             raise NotFoundError("No such programme.", fields={"programme": ["Not found."]})
         return programme
     candidates = list(programmes[:2])
-    if len(candidates) != 1:
+    if not candidates:
+        # A principal that may write to no programme (a staff session without the role).
+        raise NotFoundError("No such programme.", fields={"programme": ["Not found."]})
+    if len(candidates) > 1:
         raise InvalidInputError(
             "Name the programme: this key is bound to several.",
             fields={"programme": ["This field is required."]},

@@ -3,7 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from guardian.shortcuts import assign_perm, remove_perm
+from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from plum import roles
 from plum.actors import Actor
@@ -134,16 +134,38 @@ def role_grant(
         )
 
 
-def role_revoke(*, user: AbstractBaseUser, role: str, programme: Programme, actor: Actor) -> None:
+def role_revoke(
+    *, user: AbstractBaseUser, role: str, programme: Programme | None, actor: Actor
+) -> None:
+    """Take a role back: Platform admin everywhere (programme must be None), any other role on
+    one programme. Permissions are held per user, not per role, so the view permission every
+    role shares stays while another role the user holds on the programme still grants it."""
+    if role not in roles.ALL_ROLES:
+        raise InvalidInputError(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
+    if (role == roles.PLATFORM_ADMIN) != (programme is None):
+        raise InvalidInputError(
+            "Platform admin is revoked without a programme; every other role on one."
+        )
     with transaction.atomic():
-        for perm in roles.ROLE_PROGRAMME_PERMS[role]:
-            remove_perm(perm, user, programme)
+        if role == roles.PLATFORM_ADMIN:
+            # The group carries the global model permissions, view_programme among them.
+            user.groups.remove(Group.objects.get(name=role))
+            for perm in roles.PROGRAMME_PERMS:
+                remove_perm(perm, user)
+        else:
+            granted = roles.ROLE_PROGRAMME_PERMS[role]
+            for perm in granted:
+                if perm != roles.VIEW:
+                    remove_perm(perm, user, programme)
+            still_held = set(get_user_perms(user, programme)) - {roles.VIEW.split(".")[1]}
+            if roles.VIEW in granted and not still_held:
+                remove_perm(roles.VIEW, user, programme)
         audit_log(
             actor=actor,
             action="role.revoke",
             object_type="auth.user",
             object_id=user.pk,
-            programme_id=programme.pk,
+            programme_id=programme.pk if programme else None,
             changes={"role": [role, None]},
         )
 
