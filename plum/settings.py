@@ -212,6 +212,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["plum.api.permissions.HasApiScope"],
     "DEFAULT_THROTTLE_CLASSES": ["plum.api.throttling.ApiClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_client": os.environ.get("API_THROTTLE_RATE", "6000/min")},
+    # Proxies in front of the app that append to X-Forwarded-For (for per-IP throttling).
+    "NUM_PROXIES": int(os.environ["NUM_PROXIES"]) if os.environ.get("NUM_PROXIES") else None,
     "DEFAULT_PAGINATION_CLASS": "plum.api.pagination.PlumCursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -235,6 +237,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["plum.api.schema.drop_trailing_slash_duplicates"],
+    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "plum.models.Channel"},
 }
 
 # Idempotency keys are kept at least this long before the purge task may drop them.

@@ -1,8 +1,8 @@
 """The kernel's endpoints: programmes, members and jobs."""
 
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
 from plum import selectors
@@ -18,15 +18,17 @@ class ProgrammeOutput(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "currency", "timezone", "default_channel", "is_active"]
 
 
-class ProgrammeListApi(PlumListApiView):
+class ProgrammeListApi(mixins.ListModelMixin, PlumListApiView):
+    """The programmes this API key (or user) may act on."""
+
     serializer_class = ProgrammeOutput
 
     def get_queryset(self):
         return selectors.programmes_for(self.request.user).order_by("id")
 
+    @extend_schema(operation_id="programmes_list")
     def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.list(request)
 
 
 class MemberOutput(serializers.ModelSerializer):
@@ -80,7 +82,10 @@ def programme_for_write(principal, slug: str | None, perm: str) -> Programme:
     return candidates[0]
 
 
-class MemberListCreateApi(PlumListApiView):
+class MemberListCreateApi(mixins.ListModelMixin, PlumListApiView):
+    """Members of the key's programmes: list and search them, or create/update one by its
+    external id (an upsert: 201 when created, 200 when updated)."""
+
     serializer_class = MemberOutput
     required_scope = {"GET": "read", "POST": "manage"}
 
@@ -96,11 +101,21 @@ class MemberListCreateApi(PlumListApiView):
             )
         return queryset
 
+    @extend_schema(
+        operation_id="members_list",
+        parameters=[
+            OpenApiParameter("programme", str, description="Programme slug."),
+            OpenApiParameter("q", str, description="External id, e-mail, phone or name."),
+        ],
+    )
     def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(MemberOutput(page, many=True).data)
+        return self.list(request)
 
-    @extend_schema(request=MemberInput, responses={200: MemberOutput, 201: MemberOutput})
+    @extend_schema(
+        operation_id="members_upsert",
+        request=MemberInput,
+        responses={200: MemberOutput, 201: MemberOutput},
+    )
     def post(self, request):
         data = MemberInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -121,7 +136,13 @@ class MemberListCreateApi(PlumListApiView):
 
 
 class MemberDetailApi(PlumApiView):
-    @extend_schema(responses=MemberOutput)
+    """One member by external id (add ?programme=<slug> if the id exists in several)."""
+
+    @extend_schema(
+        operation_id="members_retrieve",
+        responses=MemberOutput,
+        parameters=[OpenApiParameter("programme", str, description="Programme slug.")],
+    )
     def get(self, request, external_id: str):
         members = selectors.member_list_for(principal=request.user).filter(external_id=external_id)
         if request.query_params.get("programme"):
@@ -160,7 +181,9 @@ class JobOutput(serializers.ModelSerializer):
 
 
 class JobDetailApi(PlumApiView):
-    @extend_schema(responses=JobOutput)
+    """A long-running job (code generation, uploads, bulk actions): status and progress."""
+
+    @extend_schema(operation_id="jobs_retrieve", responses=JobOutput)
     def get(self, request, job_id):
         job = selectors.job_get_for(principal=request.user, job_id=job_id)
         if job is None:

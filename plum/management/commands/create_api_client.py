@@ -26,6 +26,8 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"No programme with slug: {', '.join(missing)}")
         scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
+        if not scopes:
+            raise CommandError("Give at least one scope: a key without scopes can do nothing.")
         try:
             client, key = api_client_create(
                 name=options["name"],
