@@ -30,7 +30,7 @@ def codes_generate(*, campaign: Campaign, count: int, is_test: bool, actor: Acto
     """Queue the generation of `count` codes into the campaign's pool, as a Job."""
     if not 1 <= count <= MAX_GENERATE:
         raise InvalidInputError(fields={"count": [f"Generate 1 to {MAX_GENERATE:,} codes."]})
-    if campaign.status == Campaign.Status.ENDED:
+    if _status_of(campaign) == Campaign.Status.ENDED:
         raise InvalidInputError("An ended campaign takes no new codes.")
     with transaction.atomic():
         return job_create(
@@ -40,6 +40,11 @@ def codes_generate(*, campaign: Campaign, count: int, is_test: bool, actor: Acto
             params={"campaign_id": campaign.pk, "count": count, "is_test": is_test},
             actor=actor,
         )
+
+
+def _status_of(campaign: Campaign) -> str:
+    """The campaign's status now, not as the caller's copy remembers it."""
+    return Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).get()
 
 
 @register_job_handler(GENERATE_JOB)
@@ -151,7 +156,8 @@ def _copy_pool_codes(campaign: Campaign, codes: list[str], *, is_test: bool) -> 
     )
     data = "".join(f"{code}\t{constant}\n" for code in codes)
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        # The raw psycopg2 cursor's errors are wrapped so that IntegrityError is Django's.
+        with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
             cursor.cursor.copy_expert(
                 f"COPY campaigns_voucher ({_COLUMNS}) FROM STDIN", io.StringIO(data), size=1 << 20
             )
@@ -160,10 +166,13 @@ def _copy_pool_codes(campaign: Campaign, codes: list[str], *, is_test: bool) -> 
         pass
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS plum_new_codes "
-            "(LIKE campaigns_voucher INCLUDING DEFAULTS) ON COMMIT DROP"
+            f"CREATE TEMP TABLE IF NOT EXISTS plum_new_codes ON COMMIT DROP AS "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM campaigns_voucher WITH NO DATA"
         )
-        cursor.cursor.copy_expert(f"COPY plum_new_codes ({_COLUMNS}) FROM STDIN", io.StringIO(data))
+        with connection.wrap_database_errors:
+            cursor.cursor.copy_expert(
+                f"COPY plum_new_codes ({_COLUMNS}) FROM STDIN", io.StringIO(data)
+            )
         cursor.execute(
             f"INSERT INTO campaigns_voucher ({_COLUMNS}) SELECT DISTINCT ON (code) {_COLUMNS} "  # noqa: S608 - constant column list
             "FROM plum_new_codes ON CONFLICT (code) DO NOTHING"
@@ -176,7 +185,7 @@ def codes_import(*, campaign: Campaign, text: str, is_test: bool, actor: Actor) 
     `expires_at`) into the pool. Every row is checked first — duplicates in the file or
     already in Plum, bad values — and the valid rows are inserted; the errors come back with
     their row numbers."""
-    if campaign.status == Campaign.Status.ENDED:
+    if _status_of(campaign) == Campaign.Status.ENDED:
         raise InvalidInputError("An ended campaign takes no new codes.")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = reader.fieldnames or []
