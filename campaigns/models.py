@@ -79,8 +79,14 @@ class Reward(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.CheckConstraint(
+                # Both bounds or neither: a NULL alone would pass a CHECK.
                 condition=Q(min_value__isnull=True, max_value__isnull=True)
-                | Q(min_value__gt=0, max_value__gte=F("min_value")),
+                | Q(
+                    min_value__isnull=False,
+                    max_value__isnull=False,
+                    min_value__gt=0,
+                    max_value__gte=F("min_value"),
+                ),
                 name="reward_range_valid",
             ),
         ]
@@ -92,6 +98,14 @@ class Reward(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self):
+        if (self.min_value is None) != (self.max_value is None):
+            raise ValidationError({"max_value": "Give both bounds of the range, or neither."})
+        if self.min_value is not None and not 0 < self.min_value <= self.max_value:
+            raise ValidationError({"max_value": "The range must be positive, min <= max."})
+        if self.denominations and self.min_value is not None:
+            raise ValidationError({"denominations": "Fixed denominations or a range, not both."})
 
     def accepts_value(self, value: Decimal) -> bool:
         if self.denominations:

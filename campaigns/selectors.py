@@ -3,7 +3,7 @@ vouchers only; live clients live vouchers only; staff see both (test ones marked
 
 from django.db.models import Q, QuerySet
 
-from campaigns.models import Campaign, Reward, Voucher
+from campaigns.models import Campaign, Merchant, Reward, Voucher
 from plum import roles
 from plum.models import ApiClient
 from plum.selectors import Principal, scoped
@@ -20,7 +20,11 @@ def reward_list(*, country=None, kind=None, merchant_id=None, q=None, active_onl
     if merchant_id:
         rewards = rewards.filter(merchant_id=merchant_id)
     if q:
-        rewards = rewards.filter(Q(name__icontains=q) | Q(merchant__name__icontains=q))
+        # A subquery, not an OR across the join: each side can use its trigram index.
+        rewards = rewards.filter(
+            Q(name__icontains=q)
+            | Q(merchant__in=Merchant.objects.filter(name__icontains=q).values("pk"))
+        )
     return rewards
 
 

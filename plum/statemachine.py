@@ -19,6 +19,7 @@ class Transitions:
         return sorted(source for source, targets in self.table.items() if target in targets)
 
     def check(self, source: str, target: str) -> None:
+        source, target = str(source), str(target)  # plain values, also for TextChoices members
         if not self.allowed(source, target):
             raise InvalidTransitionError(
                 f"A {self.entity} cannot go from {source!r} to {target!r}.",

@@ -235,6 +235,7 @@ def catalog_import(*, text: str, actor: Actor) -> dict:
             errors.append({"row": number, "column": "sku", "message": "Duplicate SKU in file."})
             continue
         seen.add(sku)
+        errors_before = len(errors)
         denominations = [
             d.strip() for d in (raw.get("denominations") or "").split("|") if d.strip()
         ]
@@ -256,7 +257,8 @@ def catalog_import(*, text: str, actor: Actor) -> dict:
             is_active=(raw.get("active") or "1").strip().lower() not in {"0", "false", "no"},
         )
         try:
-            reward.full_clean(exclude=["merchant", "sku"], validate_unique=False)
+            if len(errors) == errors_before:  # a cell that did not parse is reported once
+                reward.full_clean(exclude=["merchant", "sku"], validate_unique=False)
         except ValidationError as exc:
             for column, messages in exc.message_dict.items():
                 errors.append({"row": number, "column": column, "message": " ".join(messages)})

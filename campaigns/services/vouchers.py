@@ -335,8 +335,7 @@ def voucher_unflag(*, voucher: Voucher, actor: Actor) -> Voucher:
         ).update(status=F("status_before"), status_before="", updated_at=timezone.now())
         current = Voucher.objects.get(pk=voucher.pk)
         if not updated:
-            VOUCHER_TRANSITIONS.check(current.status, S.ACTIVE)
-            raise VoucherNotRedeemableError("The voucher is not flagged.")
+            raise VoucherNotRedeemableError("The voucher is not flagged.", status=current.status)
         audit_log(
             actor=actor,
             action="voucher.unflag",
