@@ -567,7 +567,7 @@ class CsvTextParser(parsers.BaseParser):
 
 
 def _read_text(stream, charset: str) -> str:
-    limit = settings.API_MAX_BODY_BYTES
+    limit = settings.API_UPLOAD_MAX_BYTES
     raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise RequestDataTooBig(f"The CSV is larger than {limit} bytes.")
@@ -609,6 +609,7 @@ class CampaignCodesImportApi(PlumApiView):
 
     required_scope = "manage"
     parser_classes = [CsvTextParser, parsers.MultiPartParser]
+    max_body_setting = "API_UPLOAD_MAX_BYTES"
 
     @extend_schema(
         operation_id="campaigns_codes_import",

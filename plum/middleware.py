@@ -33,24 +33,37 @@ class RequestContextMiddleware:
 
 
 class ApiBodySizeMiddleware:
-    """413 in the API's error shape before a too-large body is read."""
+    """413 in the API's error shape before a too-large body is read. API views accept
+    settings.API_MAX_BODY_BYTES; a view that takes files names a larger setting in its
+    `max_body_setting` attribute (read per request, so it follows the settings)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if is_api_path(request.path):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            limit = getattr(request, "max_body_bytes", settings.API_MAX_BODY_BYTES)
-            if length > limit:
-                return JsonResponse(
-                    error_body(
-                        "payload_too_large",
-                        f"The request body is {length} bytes; this API accepts at most {limit}.",
-                    ),
-                    status=413,
-                )
-        return self.get_response(request)
+        # Beyond the largest any view accepts, refuse before even resolving the URL.
+        refused = self._refuse(request, settings.API_UPLOAD_MAX_BYTES)
+        return refused or self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        view_class = getattr(view_func, "view_class", None) or getattr(view_func, "cls", None)
+        setting = getattr(view_class, "max_body_setting", "API_MAX_BODY_BYTES")
+        return self._refuse(request, getattr(settings, setting))
+
+    @staticmethod
+    def _refuse(request, limit: int):
+        if not is_api_path(request.path):
+            return None
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length <= limit:
+            return None
+        return JsonResponse(
+            error_body(
+                "payload_too_large",
+                f"The request body is {length} bytes; this API accepts at most {limit}.",
+            ),
+            status=413,
+        )

@@ -136,7 +136,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # Request bodies: the API answers 413 above this size (uploads get their own limit).
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(1024 * 1024)))
-DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Endpoints that take files (code imports, recipient uploads) accept up to this.
+API_UPLOAD_MAX_BYTES = int(os.environ.get("API_UPLOAD_MAX_BYTES", str(20 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_UPLOAD_MAX_BYTES
 
 # Security headers; the secure cookies and HSTS apply whenever DEBUG is off.
 SECURE_CONTENT_TYPE_NOSNIFF = True

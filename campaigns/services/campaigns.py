@@ -12,7 +12,7 @@ from django.utils import timezone
 from campaigns.codes import MAX_CODE_LENGTH, validate_prefix
 from campaigns.models import Campaign, Merchant, Reward
 from plum.actors import Actor
-from plum.errors import InvalidInputError
+from plum.errors import InvalidInputError, InvalidTransitionError
 from plum.models import Programme
 from plum.services.audit import audit_log, model_update
 from plum.services.events import event_emit
@@ -76,6 +76,8 @@ def campaign_create(*, programme: Programme, actor: Actor, **data) -> Campaign:
     if "currency" not in fields and fields.get("reward") is not None:
         fields["currency"] = fields["reward"].currency
     campaign = Campaign(programme=programme, **fields)
+    if campaign.reward_id and not campaign.reward.is_active:
+        raise InvalidInputError(fields={"reward": ["This reward is no longer offered."]})
     campaign.code_prefix = (campaign.code_prefix or "").upper()
     _validated(campaign)
     _check_code_format(campaign)
@@ -159,8 +161,9 @@ def campaign_transition(*, campaign: Campaign, action: str, actor: Actor) -> Cam
             status=target, updated_at=timezone.now()
         )
         if not updated:
-            Campaign.TRANSITIONS.check(before, target)
-            raise InvalidInputError(f"Cannot {action} a campaign that is {before}.")
+            raise InvalidTransitionError(
+                f"Cannot {action} a campaign that is {before}.", source=before, target=target
+            )
         current = Campaign.objects.get(pk=campaign.pk)
         audit_log(
             actor=actor,

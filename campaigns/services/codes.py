@@ -240,20 +240,17 @@ def codes_import(*, campaign: Campaign, text: str, is_test: bool, actor: Actor) 
                 )
                 continue
         valid.append((number, code, value, expires_at))
-    existing = set()
-    codes = [code for _, code, _, _ in valid]
-    for start in range(0, len(codes), 5000):
-        existing |= set(
-            Voucher.objects.filter(code__in=codes[start : start + 5000]).values_list(
-                "code", flat=True
-            )
-        )
-    rows = []
-    for number, code, value, expires_at in valid:
-        if code in existing:
-            errors.append({"row": number, "column": "code", "message": "Already in Plum."})
-            continue
-        rows.append(
+    # Insert without ignoring conflicts, so the count is exact: if a concurrent import took
+    # one of these codes between the check and the insert, the insert fails whole and the
+    # check runs again (that code is then reported as already in Plum).
+    for _attempt in range(3):
+        taken = _existing_codes([code for _, code, _, _ in valid])
+        conflicts = [
+            {"row": number, "column": "code", "message": "Already in Plum."}
+            for number, code, _, _ in valid
+            if code in taken
+        ]
+        rows = [
             Voucher(
                 code=code,
                 campaign=campaign,
@@ -264,20 +261,39 @@ def codes_import(*, campaign: Campaign, text: str, is_test: bool, actor: Actor) 
                 is_test=is_test,
                 expires_at=expires_at,
             )
-        )
-    with transaction.atomic():
-        created = Voucher.objects.bulk_create(rows, batch_size=5000, ignore_conflicts=True)
-        if created:
-            audit_log(
-                actor=actor,
-                action="voucher.import",
-                obj=campaign,
-                changes={"imported": [None, len(created)], "is_test": [None, is_test]},
-            )
-            event_emit(
-                event_type="voucher.imported",
-                programme_id=campaign.programme_id,
-                data={"campaign_id": campaign.pk, "count": len(created), "is_test": is_test},
-            )
-    errors.sort(key=lambda e: e["row"])
+            for _, code, value, expires_at in valid
+            if code not in taken
+        ]
+        try:
+            with transaction.atomic():
+                Voucher.objects.bulk_create(rows, batch_size=5000)
+                if rows:
+                    audit_log(
+                        actor=actor,
+                        action="voucher.import",
+                        obj=campaign,
+                        changes={"imported": [None, len(rows)], "is_test": [None, is_test]},
+                    )
+                    event_emit(
+                        event_type="voucher.imported",
+                        programme_id=campaign.programme_id,
+                        data={"campaign_id": campaign.pk, "count": len(rows), "is_test": is_test},
+                    )
+        except IntegrityError:
+            continue
+        break
+    else:
+        raise InvalidInputError("The codes kept colliding with concurrent imports; try again.")
+    errors = sorted([*errors, *conflicts], key=lambda e: e["row"])
     return {"imported": len(rows), "errors": errors}
+
+
+def _existing_codes(codes: list[str]) -> set[str]:
+    existing: set[str] = set()
+    for start in range(0, len(codes), 5000):
+        existing |= set(
+            Voucher.objects.filter(code__in=codes[start : start + 5000]).values_list(
+                "code", flat=True
+            )
+        )
+    return existing

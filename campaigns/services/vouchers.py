@@ -149,6 +149,10 @@ def voucher_issue(
             .first()
         )
         if pooled is not None:
+            # A pooled code may carry its own expiry (imported, or extended in the pool):
+            # the earlier of it and the campaign's rule holds.
+            expiries = [e for e in (pooled.expires_at, fields["expires_at"]) if e is not None]
+            fields["expires_at"] = min(expiries) if expiries else None
             for name, field_value in fields.items():
                 setattr(pooled, name, field_value)
             pooled.balance = pooled.face_value

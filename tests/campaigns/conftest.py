@@ -1,11 +1,11 @@
 """Campaign fixtures: the catalog is created directly (set-up data); campaigns, codes and
 vouchers only through the services, as production creates them."""
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -22,12 +22,15 @@ from tests.factories import MemberFactory
 
 
 @pytest.fixture
-def fresh_cache():
+def fresh_cache(settings):
     """An empty cache: the API's failed-lookup counters live there, keyed by client id, and ids
-    repeat across tests and runs. The API tests use it (`pytestmark`)."""
-    cache.clear()
+    repeat across tests and runs. A key prefix of its own per test, rather than clear(), which
+    on Redis would also flush the Celery broker sharing the database. The API tests use it
+    (`pytestmark`)."""
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+    }
     yield
-    cache.clear()
 
 
 @pytest.fixture

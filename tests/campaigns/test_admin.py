@@ -560,7 +560,9 @@ def test_a_refused_campaign_action_is_reported_and_changes_nothing(
     paused, refused = message_texts(response)
     assert paused == "Paused 1 campaign(s): “Alpha Diwali”."
     # (the reason is the service's InvalidTransitionError message)
-    assert refused.startswith("Could not pause 1 campaign(s): “Old” (A campaign cannot go from ")
+    assert (
+        refused == "Could not pause 1 campaign(s): “Old” (Cannot pause a campaign that is ended.)."
+    )
     assert campaign_state(ended) == before
     assert Campaign.objects.get(pk=campaign_a.pk).status == "paused"
     assert AuditEvent.objects.filter(action="campaign.pause", object_id=str(ended.pk)).count() == 0

@@ -688,7 +688,7 @@ def test_transitions_move_the_campaign_and_audit_each_step(
     ("setup", "action", "status", "code"),
     [
         (["activate"], "activate", 409, "invalid_transition"),
-        (["activate", "pause"], "activate", 400, "invalid"),
+        (["activate", "pause"], "activate", 409, "invalid_transition"),
         (["activate"], "resume", 409, "invalid_transition"),
         ([], "pause", 409, "invalid_transition"),
         (["end"], "resume", 409, "invalid_transition"),

@@ -291,9 +291,9 @@ def test_import_refuses_what_is_not_a_codes_csv(
 
 
 @pytest.mark.django_db
-def test_import_bigger_than_the_body_limit_is_413(client_api, campaign, snapshot, settings):
+def test_import_bigger_than_the_upload_limit_is_413(client_api, campaign, snapshot, settings):
     # given
-    settings.API_MAX_BODY_BYTES = 100
+    settings.API_UPLOAD_MAX_BYTES = 100
     before = snapshot()
     # when
     response = client_api.post(
@@ -303,6 +303,20 @@ def test_import_bigger_than_the_body_limit_is_413(client_api, campaign, snapshot
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_import_may_be_larger_than_other_api_bodies(client_api, campaign, settings):
+    # given: an import file bigger than what other endpoints accept
+    settings.API_MAX_BODY_BYTES = 100
+    body = "code\n" + "".join(f"MERCHANT{i:06d}\n" for i in range(20))
+    # when
+    response = client_api.post(import_url(campaign), body, content_type="text/csv")
+    member = client_api.post("/api/v1/members", {"external_id": "x" * 120}, format="json")
+    # then
+    assert response.status_code == 201, response.json()
+    assert response.json()["imported"] == 20
+    assert member.status_code == 413
 
 
 @pytest.mark.django_db

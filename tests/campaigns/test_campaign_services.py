@@ -113,3 +113,11 @@ def test_update_refuses_fields_that_cannot_change(programme, field):
     with pytest.raises(InvalidInputError) as refused:
         campaign_update(campaign=campaign, data={field: 1}, actor=SYSTEM)
     assert refused.value.fields == {field: ["This field cannot be changed."]}
+
+
+def test_create_refuses_a_reward_no_longer_offered(programme):
+    reward = make_reward(is_active=False)
+    with pytest.raises(InvalidInputError) as refused:
+        make_campaign(programme, active=False, reward=reward)
+    assert refused.value.fields == {"reward": ["This reward is no longer offered."]}
+    assert Campaign.objects.count() == 0

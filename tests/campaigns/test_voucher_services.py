@@ -362,3 +362,21 @@ def test_cancel_releases_counts_and_is_final(programme, member):
     assert _counters(campaign) == (0, D("0"))
     with pytest.raises(InvalidTransitionError), transaction.atomic():
         voucher_cancel(voucher=voucher, actor=SYSTEM)
+
+
+def test_a_pooled_codes_own_earlier_expiry_survives_its_issue(programme, member):
+    # given: an imported code expiring before the campaign's 30-day rule would
+    from campaigns.services.codes import codes_import
+
+    campaign = make_campaign(programme, code_source=Campaign.CodeSource.POOL, expiry_days=30)
+    soon = timezone.now() + timedelta(days=3)
+    codes_import(
+        campaign=campaign,
+        text=f"code,expires_at\nMERCH-1,{soon.isoformat()}",
+        is_test=False,
+        actor=SYSTEM,
+    )
+    # when
+    voucher = issue(campaign, member)
+    # then
+    assert (voucher.code, voucher.expires_at) == ("MERCH1", soon)
