@@ -9,9 +9,7 @@ and may not change live campaign set-up."""
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
 from django.urls import reverse
 from django.utils.http import parse_header_parameters
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -23,12 +21,6 @@ from rest_framework import exceptions, mixins, parsers, serializers, status
 from rest_framework.response import Response
 
 from campaigns import selectors
-from campaigns.codes import normalize
-from campaigns.errors import (
-    TooManyFailedLookupsError,
-    VoucherCodeMistypedError,
-    VoucherNotFoundError,
-)
 from campaigns.models import Campaign, Merchant, Redemption, Reward, Voucher, VoucherStatus
 from campaigns.services.campaigns import (
     campaign_create,
@@ -36,8 +28,8 @@ from campaigns.services.campaigns import (
     campaign_update,
 )
 from campaigns.services.codes import MAX_GENERATE, codes_generate, codes_import
+from campaigns.services.lookups import voucher_get_guarded, vouchers_get_guarded
 from campaigns.services.vouchers import (
-    voucher_find,
     voucher_flag,
     voucher_redeem,
     voucher_unflag,
@@ -51,13 +43,7 @@ from plum.api.permissions import HasApiScope
 from plum.api.views import JobOutput, programme_for_write
 from plum.errors import InvalidInputError, NotFoundError, PlumError
 from plum.models import ApiClient, Channel
-from plum.services.audit import audit_log
 
-# Brute force on codes: at most this many unknown codes per principal per window. A lookup
-# reserves a slot before it reads (and gives it back when the code exists), so a burst of
-# parallel guesses cannot test more unknown codes than the limit, whatever the timing.
-FAILED_LOOKUPS_LIMIT = 30
-FAILED_LOOKUPS_WINDOW_SECONDS = 60
 # Codes one bulk request may name.
 MAX_CODES_PER_REQUEST = 1000
 # A campaign-wide extension touches the codes members hold unless the caller says otherwise:
@@ -143,90 +129,6 @@ def _vouchers_for(principal, *perms: str):
         for perm in perms[1:]:
             vouchers = vouchers | selectors.voucher_list_for(principal=principal, perm=perm)
     return vouchers.select_related("member")
-
-
-# --- brute-force guard on lookups by code ----------------------------------------------------
-
-
-def _failures_key(principal) -> str:
-    kind = "client" if isinstance(principal, ApiClient) else "user"
-    return f"campaigns:voucher-lookup-failures:{kind}:{principal.pk}"
-
-
-def _failures_add(key: str, count: int) -> int:
-    """Add `count` to the window's failures and return the new total, atomically (INCR on
-    Redis, a lock on locmem). The first addition opens a window of a fixed length."""
-    for _ in range(3):
-        cache.add(key, 0, timeout=FAILED_LOOKUPS_WINDOW_SECONDS)
-        try:
-            total = cache.incr(key, count)
-        except ValueError:  # the window closed between add and incr: open a new one
-            continue
-        if total == count:
-            # We opened the window; or, on Redis, the key lapsed between the backend's EXISTS
-            # and INCR, and INCR recreated it without an expiry. Either way: give it one.
-            cache.touch(key, FAILED_LOOKUPS_WINDOW_SECONDS)
-        return total
-    raise RuntimeError("The failed-lookup counter kept expiring under us")
-
-
-def _failures_release(key: str) -> None:
-    try:
-        total = cache.decr(key)
-    except ValueError:  # the window closed meanwhile: nothing to give back
-        return
-    if total < 0:
-        # Lapsed between EXISTS and DECR, and DECR recreated it: do not let it live forever.
-        cache.touch(key, FAILED_LOOKUPS_WINDOW_SECONDS)
-
-
-def _audit_failed_lookup(principal, changes: dict) -> None:
-    with transaction.atomic():
-        audit_log(
-            actor=principal,
-            action="voucher.lookup_failed",
-            object_type="campaigns.voucher",
-            object_id="",
-            changes=changes,
-        )
-
-
-def _voucher_by_code(principal, code: str, queryset) -> Voucher:
-    """The voucher `code` among `queryset`, behind the per-principal failed-lookup limit.
-    Unknown codes and codes outside scope are the same 404; each is audited and counted."""
-    key = _failures_key(principal)
-    if _failures_add(key, 1) > FAILED_LOOKUPS_LIMIT:
-        raise TooManyFailedLookupsError()
-    failed = False
-    try:
-        return voucher_find(code=code, queryset=queryset)
-    except (VoucherNotFoundError, VoucherCodeMistypedError):
-        failed = True
-        _audit_failed_lookup(principal, {"code_last4": [None, normalize(code)[-4:]]})
-        raise
-    finally:
-        if not failed:
-            _failures_release(key)
-
-
-def _vouchers_by_codes(principal, codes: list[str], queryset):
-    """(the vouchers of `queryset` named by `codes`, the codes not found as sent). The unknown
-    codes count against the same limit; a request that would pass it learns nothing."""
-    key = _failures_key(principal)
-    if (cache.get(key) or 0) >= FAILED_LOOKUPS_LIMIT:
-        raise TooManyFailedLookupsError()
-    wanted: dict[str, str] = {}
-    for code in codes:
-        wanted.setdefault(normalize(code), code)
-    found = set(queryset.filter(code__in=list(wanted)).values_list("code", flat=True))
-    missing = [sent for normalized, sent in wanted.items() if normalized not in found]
-    if missing:
-        _audit_failed_lookup(
-            principal, {"codes_last4": [None, [normalize(c)[-4:] for c in missing]]}
-        )
-        if _failures_add(key, len(missing)) > FAILED_LOOKUPS_LIMIT:
-            raise TooManyFailedLookupsError()
-    return queryset.filter(code__in=found), missing
 
 
 class HasAnyApiScope(HasApiScope):
@@ -753,7 +655,9 @@ class VoucherDetailApi(PlumApiView):
 
     @extend_schema(operation_id="vouchers_retrieve", responses=VoucherDetailOutput)
     def get(self, request, code: str):
-        voucher = _voucher_by_code(request.user, code, _vouchers_for(request.user, roles.VIEW))
+        voucher = voucher_get_guarded(
+            principal=request.user, code=code, queryset=_vouchers_for(request.user, roles.VIEW)
+        )
         return Response(_detail(voucher))
 
 
@@ -790,7 +694,7 @@ class VoucherRedeemApi(PlumApiView):
         data = RedeemInput(data=request.data)
         data.is_valid(raise_exception=True)
         vouchers = _vouchers_for(request.user, roles.MANAGE, roles.SUPPORT)
-        voucher = _voucher_by_code(request.user, code, vouchers)
+        voucher = voucher_get_guarded(principal=request.user, code=code, queryset=vouchers)
         redemption, created = voucher_redeem(
             voucher=voucher,
             amount=data.validated_data["amount"],
@@ -822,7 +726,7 @@ class VoucherFlagApi(PlumApiView):
         data = FlagInput(data=request.data)
         data.is_valid(raise_exception=True)
         vouchers = _vouchers_for(request.user, roles.MANAGE, roles.SUPPORT)
-        voucher = _voucher_by_code(request.user, code, vouchers)
+        voucher = voucher_get_guarded(principal=request.user, code=code, queryset=vouchers)
         voucher = voucher_flag(
             voucher=voucher, actor=request.user, reason=data.validated_data["reason"]
         )
@@ -841,7 +745,7 @@ class VoucherUnflagApi(PlumApiView):
     def post(self, request, code: str):
         UnflagInput(data=request.data).is_valid(raise_exception=True)
         vouchers = _vouchers_for(request.user, roles.MANAGE, roles.SUPPORT)
-        voucher = _voucher_by_code(request.user, code, vouchers)
+        voucher = voucher_get_guarded(principal=request.user, code=code, queryset=vouchers)
         voucher = voucher_unflag(voucher=voucher, actor=request.user)
         return Response(_detail(voucher))
 
@@ -906,7 +810,9 @@ class VouchersExtendApi(PlumApiView):
         vouchers = _vouchers_for(request.user, roles.MANAGE)
         not_found: list[str] = []
         if "codes" in f:
-            vouchers, not_found = _vouchers_by_codes(request.user, f["codes"], vouchers)
+            vouchers, not_found = vouchers_get_guarded(
+                principal=request.user, codes=f["codes"], queryset=vouchers
+            )
         else:
             campaign = _campaign_for(request.user, f["campaign"], roles.MANAGE)
             vouchers = vouchers.filter(
@@ -952,8 +858,10 @@ class VouchersRecoverApi(PlumApiView):
     def post(self, request):
         data = VouchersRecoverInput(data=request.data)
         data.is_valid(raise_exception=True)
-        vouchers, not_found = _vouchers_by_codes(
-            request.user, data.validated_data["codes"], _vouchers_for(request.user, roles.MANAGE)
+        vouchers, not_found = vouchers_get_guarded(
+            principal=request.user,
+            codes=data.validated_data["codes"],
+            queryset=_vouchers_for(request.user, roles.MANAGE),
         )
         result = vouchers_recover(
             vouchers=vouchers, actor=request.user, to_pool=data.validated_data["to_pool"]

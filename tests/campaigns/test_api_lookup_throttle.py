@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from campaigns.api import FAILED_LOOKUPS_LIMIT, FAILED_LOOKUPS_WINDOW_SECONDS
 from campaigns.models import Redemption, Voucher
+from campaigns.services.lookups import FAILED_LOOKUPS_LIMIT, FAILED_LOOKUPS_WINDOW_SECONDS
 from plum.models import AuditEvent
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")
