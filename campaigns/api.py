@@ -34,6 +34,7 @@ from campaigns.services.vouchers import (
     voucher_redeem,
     voucher_unflag,
     vouchers_extend,
+    vouchers_extend_campaign,
     vouchers_recover,
 )
 from plum import roles
@@ -42,7 +43,7 @@ from plum.api.base import PlumApiView, PlumListApiView, StrictSerializer
 from plum.api.permissions import HasApiScope
 from plum.api.views import JobOutput, programme_for_write
 from plum.errors import InvalidInputError, NotFoundError, PlumError
-from plum.models import ApiClient, Channel
+from plum.models import ApiClient, Channel, Job
 
 # Codes one bulk request may name.
 MAX_CODES_PER_REQUEST = 1000
@@ -801,7 +802,7 @@ class VouchersExtendApi(PlumApiView):
     @extend_schema(
         operation_id="vouchers_extend",
         request=VouchersExtendInput,
-        responses=VouchersExtendOutput,
+        responses={200: VouchersExtendOutput, 202: JobOutput},
     )
     def post(self, request):
         data = VouchersExtendInput(data=request.data)
@@ -815,11 +816,21 @@ class VouchersExtendApi(PlumApiView):
             )
         else:
             campaign = _campaign_for(request.user, f["campaign"], roles.MANAGE)
-            vouchers = vouchers.filter(
-                campaign=campaign, status__in=f.get("status", DEFAULT_EXTEND_STATUSES)
+            outcome = vouchers_extend_campaign(
+                campaign=campaign,
+                statuses=f.get("status", DEFAULT_EXTEND_STATUSES),
+                expires_before=f.get("expires_before"),
+                is_test=request.user.is_test if isinstance(request.user, ApiClient) else None,
+                expires_at=f["expires_at"],
+                actor=request.user,
             )
-            if f.get("expires_before"):
-                vouchers = vouchers.filter(expires_at__lt=f["expires_before"])
+            if isinstance(outcome, Job):  # a large selection: follow the job
+                return Response(
+                    JobOutput(outcome).data,
+                    status=status.HTTP_202_ACCEPTED,
+                    headers={"Location": reverse("api:job-detail", kwargs={"job_id": outcome.pk})},
+                )
+            return Response(VouchersExtendOutput({**outcome, "not_found": []}).data)
         result = vouchers_extend(vouchers=vouchers, expires_at=f["expires_at"], actor=request.user)
         return Response(VouchersExtendOutput({**result, "not_found": not_found}).data)
 

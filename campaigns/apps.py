@@ -5,7 +5,7 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self):
-        from campaigns.services import codes  # noqa: F401 - registers the code-generation job
+        from campaigns.services import codes, vouchers  # noqa: F401 - register their jobs
         from plum import roles
 
         roles.register_role_perms(

@@ -18,7 +18,7 @@ from plum.errors import InvalidInputError
 from plum.models import Job
 from plum.services.audit import audit_log
 from plum.services.events import event_emit
-from plum.services.jobs import job_create, register_job_handler
+from plum.services.jobs import job_actor, job_create, register_job_handler
 
 MAX_GENERATE = 1_000_000
 MAX_IMPORT_ROWS = 100_000
@@ -79,7 +79,7 @@ def _generate_job(job: Job, progress) -> dict:
             progress(done)
     with transaction.atomic():
         audit_log(
-            actor=_job_actor(job),
+            actor=job_actor(job),
             action="voucher.generate",
             obj=campaign,
             changes={"generated": [None, done], "is_test": [None, is_test]},
@@ -95,12 +95,6 @@ def _generate_job(job: Job, progress) -> dict:
             },
         )
     return {"generated": done, "collisions_retried": collisions}
-
-
-def _job_actor(job: Job):
-    from plum.actors import SYSTEM
-
-    return job.created_by_user or job.created_by_client or SYSTEM
 
 
 def _insert_pool_codes(campaign: Campaign, codes: list[str], *, is_test: bool) -> int:

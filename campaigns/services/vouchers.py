@@ -43,9 +43,10 @@ from campaigns.models import (
 )
 from plum.actors import SYSTEM, Actor
 from plum.errors import InvalidInputError
-from plum.models import ApiClient, Member
+from plum.models import ApiClient, Job, Member
 from plum.services.audit import audit_log
 from plum.services.events import event_emit
+from plum.services.jobs import job_actor, job_create, register_job_handler
 
 S = VoucherStatus
 COUNTED_STATUSES = [S.ACTIVE, S.PARTIALLY_REDEEMED, S.REDEEMED, S.EXPIRED, S.FLAGGED]
@@ -370,7 +371,7 @@ def _bulk_audit(*, actor: Actor, action: str, ids: list[int], programme_ids, cha
         )
 
 
-def vouchers_extend(*, vouchers, expires_at: datetime, actor: Actor) -> dict:
+def vouchers_extend(*, vouchers, expires_at: datetime, actor: Actor, emit: bool = True) -> dict:
     """Move the expiry of the given vouchers (a queryset, already scoped) to `expires_at`,
     set-based. Never to the past; redeemed, cancelled and recovered vouchers are skipped and
     reported. Expired vouchers come back to the state they lapsed from."""
@@ -407,7 +408,7 @@ def vouchers_extend(*, vouchers, expires_at: datetime, actor: Actor) -> dict:
                 programme_ids={r[3] for r in eligible},
                 changes={"expires_at": [None, expires_at]},
             )
-            for programme_id in sorted({r[3] for r in eligible}):
+            for programme_id in sorted({r[3] for r in eligible}) if emit else ():
                 event_emit(
                     event_type="voucher.extended",
                     programme_id=programme_id,
@@ -418,6 +419,98 @@ def vouchers_extend(*, vouchers, expires_at: datetime, actor: Actor) -> dict:
                     },
                 )
         return {"extended": len(ids), "skipped": skipped}
+
+
+EXTEND_INLINE_LIMIT = 10_000
+EXTEND_JOB = "vouchers.extend"
+EXTEND_CHUNK = 5_000
+
+
+def _campaign_selection(*, campaign_id: int, statuses, expires_before, is_test):
+    vouchers = Voucher.objects.filter(campaign_id=campaign_id, status__in=statuses)
+    if expires_before is not None:
+        vouchers = vouchers.filter(expires_at__lt=expires_before)
+    if is_test is not None:
+        vouchers = vouchers.filter(is_test=is_test)
+    return vouchers
+
+
+def vouchers_extend_campaign(
+    *,
+    campaign: Campaign,
+    statuses: list[str],
+    expires_before: datetime | None,
+    is_test: bool | None,
+    expires_at: datetime,
+    actor: Actor,
+) -> dict | Job:
+    """Extend a campaign's vouchers matching the filters: at once when there are up to
+    EXTEND_INLINE_LIMIT of them, else as a Job (returned) that works in chunks of
+    EXTEND_CHUNK, each its own transaction, and emits one summary event at the end."""
+    if expires_at <= timezone.now():
+        raise InvalidInputError(fields={"expires_at": ["The new expiry must be in the future."]})
+    selection = _campaign_selection(
+        campaign_id=campaign.pk, statuses=statuses, expires_before=expires_before, is_test=is_test
+    )
+    total = selection.count()
+    if total <= EXTEND_INLINE_LIMIT:
+        return vouchers_extend(vouchers=selection, expires_at=expires_at, actor=actor)
+    with transaction.atomic():
+        return job_create(
+            kind=EXTEND_JOB,
+            programme=campaign.programme,
+            total=total,
+            params={
+                "campaign_id": campaign.pk,
+                "statuses": list(statuses),
+                "expires_before": expires_before.isoformat() if expires_before else None,
+                "is_test": is_test,
+                "expires_at": expires_at.isoformat(),
+            },
+            actor=actor,
+        )
+
+
+@register_job_handler(EXTEND_JOB)
+def _extend_job(job: Job, progress) -> dict:
+    params = job.params
+    expires_at = datetime.fromisoformat(params["expires_at"])
+    expires_before = params["expires_before"] and datetime.fromisoformat(params["expires_before"])
+    ids = list(
+        _campaign_selection(
+            campaign_id=params["campaign_id"],
+            statuses=params["statuses"],
+            expires_before=expires_before,
+            is_test=params["is_test"],
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    actor = job_actor(job)
+    extended = skipped = 0
+    for start in range(0, len(ids), EXTEND_CHUNK):
+        chunk = ids[start : start + EXTEND_CHUNK]
+        result = vouchers_extend(
+            vouchers=Voucher.objects.filter(pk__in=chunk),
+            expires_at=expires_at,
+            actor=actor,
+            emit=False,
+        )
+        extended += result["extended"]
+        skipped += len(result["skipped"])
+        progress(min(start + len(chunk), job.total))
+    with transaction.atomic():
+        event_emit(
+            event_type="voucher.extended",
+            programme_id=job.programme_id,
+            data={
+                "count": extended,
+                "campaign_ids": [params["campaign_id"]],
+                "expires_at": expires_at.isoformat(),
+                "job_id": str(job.pk),
+            },
+        )
+    return {"extended": extended, "skipped": skipped}
 
 
 def vouchers_recover(*, vouchers, actor: Actor, to_pool: bool = True) -> dict:

@@ -61,6 +61,13 @@ def job_create(
     return job
 
 
+def job_actor(job: Job) -> Actor:
+    """Who a job acts for: its creator, or the system."""
+    from plum.actors import SYSTEM
+
+    return job.created_by_user or job.created_by_client or SYSTEM
+
+
 def job_progress(*, job_id: UUID, done: int) -> None:
     Job.objects.filter(pk=job_id).update(done=Least(done, F("total")))
 

@@ -380,3 +380,43 @@ def test_a_pooled_codes_own_earlier_expiry_survives_its_issue(programme, member)
     voucher = issue(campaign, member)
     # then
     assert (voucher.code, voucher.expires_at) == ("MERCH1", soon)
+
+
+def test_a_large_campaign_extension_runs_as_a_job_with_one_summary_event(
+    programme, member, monkeypatch
+):
+    # given: more vouchers than are extended inline
+    from campaigns.services import vouchers as voucher_services
+    from plum.models import Job
+    from plum.services.jobs import job_run
+
+    monkeypatch.setattr(voucher_services, "EXTEND_INLINE_LIMIT", 2)
+    monkeypatch.setattr(voucher_services, "EXTEND_CHUNK", 2)
+    campaign = make_campaign(programme)
+    issued = [issue(campaign, member) for _ in range(5)]
+    voucher_redeem(voucher=issued[0], amount=D("500"), reference="R", actor=SYSTEM)
+    target = timezone.now() + timedelta(days=120)
+    # when
+    job = voucher_services.vouchers_extend_campaign(
+        campaign=campaign,
+        statuses=["active", "partially_redeemed"],
+        expires_before=None,
+        is_test=None,
+        expires_at=target,
+        actor=SYSTEM,
+    )
+    job_run(job_id=job.pk)
+    # then
+    job.refresh_from_db()
+    assert isinstance(job, Job)
+    assert (job.status, job.total, job.done, job.result) == (
+        "succeeded",
+        4,
+        4,
+        {"extended": 4, "skipped": 0},
+    )
+    assert set(Voucher.objects.filter(status="active").values_list("expires_at", flat=True)) == {
+        target
+    }
+    events = OutboxMessage.objects.filter(payload__type="voucher.extended")
+    assert [e.payload["data"]["count"] for e in events] == [4]
