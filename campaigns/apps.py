@@ -5,8 +5,12 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self):
+        from campaigns.demo import seed_campaigns
         from campaigns.services import codes, vouchers  # noqa: F401 - register their jobs
         from plum import roles
+        from plum.demo import register_demo_seeder
+
+        register_demo_seeder(seed_campaigns)
 
         roles.register_role_perms(
             roles.PROGRAMME_MANAGER,

@@ -19,7 +19,7 @@ def _row_counts():
     return {
         model._meta.label: model.objects.count()
         for model in apps.get_models()
-        if model._meta.app_label in {"plum", "auth", "guardian"} and not model._meta.proxy
+        if model._meta.app_label in {"plum", "auth", "guardian", "campaigns"} and not model._meta.proxy
     }
 
 
@@ -36,6 +36,9 @@ def test_seed_demo_twice_is_a_no_op():
     assert after_first["plum.Programme"] == 2
     assert after_first["plum.Member"] == 30
     assert after_first["plum.ApiClient"] == 1
+    assert after_first["campaigns.Campaign"] == 1
+    assert after_first["campaigns.Voucher"] == 100
+    assert after_first["campaigns.Redemption"] == 1
     assert "plum_live_demo_acme_key_for_local_use_only" in out.getvalue()
     for username in ("admin", "manager", "agent", "finance", "member"):
         assert username in out.getvalue()

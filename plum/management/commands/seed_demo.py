@@ -7,6 +7,7 @@ from django.db import transaction
 
 from plum import roles
 from plum.actors import SystemActor
+from plum.demo import demo_seeders
 from plum.models import ApiClient, Member, Programme
 from plum.services.api_clients import api_client_create, hash_key
 from plum.services.programmes import (
@@ -56,7 +57,11 @@ class Command(BaseCommand):
             self._members(programmes)
             self._users(programmes)
             self._api_client(programmes["acme"])
+        # After the kernel's data commits: app seeders run services that own their transactions.
+        extra = [line for seeder in demo_seeders() for line in seeder(programmes)]
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        for line in extra:
+            self.stdout.write(line)
         self.stdout.write(f"Demo logins (password {DEMO_PASSWORD!r} for each):")
         for username, role, slug in USERS:
             where = f" on {slug}" if slug else ""
