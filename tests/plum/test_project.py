@@ -19,7 +19,8 @@ def _row_counts():
     return {
         model._meta.label: model.objects.count()
         for model in apps.get_models()
-        if model._meta.app_label in {"plum", "auth", "guardian", "campaigns"} and not model._meta.proxy
+        if model._meta.app_label in {"plum", "auth", "guardian", "campaigns"}
+        and not model._meta.proxy
     }
 
 

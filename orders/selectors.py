@@ -1,0 +1,53 @@
+"""Order reads, scoped to what the principal may see. Test-mode API clients see test orders
+only, live clients live orders only; staff see both (test ones marked)."""
+
+from django.db.models import Count, Q, QuerySet
+
+from orders.models import Order
+from plum import roles
+from plum.models import ApiClient
+from plum.selectors import Principal, scoped
+
+
+def order_list_for(*, principal: Principal, perm: str = roles.VIEW) -> QuerySet:
+    orders = scoped(
+        Order.objects.select_related("programme", "campaign", "member", "voucher"),
+        principal,
+        perm,
+    )
+    if isinstance(principal, ApiClient):
+        orders = orders.filter(is_test=principal.is_test)
+    return orders
+
+
+def order_get_for(*, principal: Principal, booking_id: str, perm: str = roles.VIEW) -> Order | None:
+    """One order by booking id; None for a missing order and one outside scope alike."""
+    booking_id = (booking_id or "").strip().upper()
+    return order_list_for(principal=principal, perm=perm).filter(booking_id=booking_id).first()
+
+
+def order_approval_queue_for(*, principal: Principal, perm: str = roles.MANAGE) -> QuerySet:
+    return order_list_for(principal=principal, perm=perm).filter(
+        status=Order.Status.PENDING, approval_state=Order.ApprovalState.PENDING
+    )
+
+
+def order_counts_by_campaign_for(*, principal: Principal, perm: str = roles.VIEW) -> QuerySet:
+    """Orders per campaign by status, read live from the table (one grouped query): rows of
+    campaign_id, pending, awaiting_approval, completed, cancelled, total."""
+    pending = Q(status=Order.Status.PENDING)
+    return (
+        order_list_for(principal=principal, perm=perm)
+        .select_related(None)
+        .order_by("campaign_id")
+        .values("campaign_id")
+        .annotate(
+            pending=Count("id", filter=pending),
+            awaiting_approval=Count(
+                "id", filter=pending & Q(approval_state=Order.ApprovalState.PENDING)
+            ),
+            completed=Count("id", filter=Q(status=Order.Status.COMPLETED)),
+            cancelled=Count("id", filter=Q(status=Order.Status.CANCELLED)),
+            total=Count("id"),
+        )
+    )

@@ -1,0 +1,367 @@
+"""The order lifecycle: issue (fulfil at once, or hold for approval), approve, reject, cancel.
+
+Invariants:
+- a completed order has exactly one voucher, issued by `voucher_issue` in the transaction that
+  completed the order, so the campaign's counters (max rewards, budget, per-member cap) move
+  exactly when an order completes, and `voucher_cancel` gives them back exactly when a
+  completed order is cancelled;
+- a refused issuance creates nothing: governance refusals (campaign_not_active,
+  campaign_exhausted, budget_exhausted, member_cap_reached, pool_exhausted) roll the whole
+  transaction back, with the recipient's member upsert, so no order row, audit event or outbox
+  message records it. The caller gets the error; an event rule that needs a record of the
+  refusal keeps it on its own event (events issue);
+- a held order (campaign approval_mode manual) takes no counter until it is approved; an
+  approval that governance refuses leaves the order pending and raises;
+- every status change follows ORDER_TRANSITIONS. Approve, reject and cancel lock the order row
+  first (`select_for_update`), cancel then the voucher row: a double approval or a double
+  cancellation is impossible (the second finds the order no longer in a source state), and a
+  redemption racing a cancellation either commits first and refuses it, or finds the voucher
+  cancelled.
+"""
+
+import secrets
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from campaigns.codes import ALPHABET
+from campaigns.errors import CampaignNotActiveError
+from campaigns.models import Campaign, Voucher, VoucherStatus
+from campaigns.services.vouchers import voucher_cancel, voucher_issue
+from orders.errors import (
+    OrderNotAwaitingApprovalError,
+    OrderVoucherUsedError,
+    RecipientInvalidError,
+)
+from orders.models import ORDER_TRANSITIONS, Order
+from plum.actors import Actor
+from plum.errors import InvalidInputError
+from plum.models import Member, Programme
+from plum.services.audit import audit_log
+from plum.services.events import event_emit
+from plum.services.programmes import MEMBER_FIELDS, member_upsert
+
+BOOKING_PREFIX = "PLM"
+BOOKING_ATTEMPTS = 8
+RECIPIENT_FIELDS = ["external_id", *MEMBER_FIELDS]
+
+
+def booking_id_new() -> str:
+    """PLM-XXXX-XXXX: 8 characters from the unambiguous code alphabet, about 40 bits."""
+    body = "".join(secrets.choice(ALPHABET) for _ in range(8))
+    return f"{BOOKING_PREFIX}-{body[:4]}-{body[4:]}"
+
+
+def _order_event(event_type: str, order: Order, **data) -> None:
+    event_emit(
+        event_type=event_type,
+        programme_id=order.programme_id,
+        data={
+            "booking_id": order.booking_id,
+            "order_id": order.pk,
+            "campaign_id": order.campaign_id,
+            "member_external_id": order.member.external_id,
+            "value": str(order.value),
+            "currency": order.currency,
+            "source": order.source,
+            "status": order.status,
+            "approval_state": order.approval_state,
+            "is_test": order.is_test,
+            "reference": order.reference,
+            **data,
+        },
+    )
+
+
+def _insert(order: Order) -> Order:
+    """Insert with a fresh booking id; a collision (unique constraint) draws again."""
+    for _ in range(BOOKING_ATTEMPTS):
+        order.booking_id = booking_id_new()
+        try:
+            with transaction.atomic():
+                order.save(force_insert=True)
+        except IntegrityError:
+            if Order.objects.filter(booking_id=order.booking_id).exists():
+                order.pk = None
+                continue
+            raise
+        return order
+    raise RuntimeError(f"Could not draw a unique booking id in {BOOKING_ATTEMPTS} attempts")
+
+
+def _checked_value(campaign: Campaign, value: Decimal | None) -> Decimal:
+    value = campaign.value if value is None else value
+    if value != campaign.value and not campaign.reward.accepts_value(value):
+        raise InvalidInputError(fields={"value": ["The reward is not sold at this value."]})
+    return value
+
+
+def _issue(
+    *,
+    campaign: Campaign,
+    member: Member,
+    value: Decimal | None,
+    source: str,
+    reference: str,
+    actor: Actor,
+    is_test: bool,
+) -> Order:
+    if member.programme_id != campaign.programme_id:
+        raise RecipientInvalidError("The member belongs to another programme.")
+    if source not in Order.Source.values:
+        raise InvalidInputError(fields={"source": [f"Unknown source {source!r}."]})
+    value = _checked_value(campaign, value)
+    now = timezone.now()
+    order = Order(
+        programme_id=campaign.programme_id,
+        campaign=campaign,
+        member=member,
+        value=value,
+        currency=campaign.currency,
+        source=source,
+        reference=reference or "",
+        is_test=is_test,
+    )
+    if campaign.approval_mode == Campaign.ApprovalMode.MANUAL:
+        # Held for approval: no counter is taken until an approver fulfils it, but a campaign
+        # that is not issuing refuses at once rather than filling the queue.
+        if not Campaign.objects.issuing(now).filter(pk=campaign.pk).exists():
+            raise CampaignNotActiveError()
+        order.status = Order.Status.PENDING
+        order.approval_state = Order.ApprovalState.PENDING
+    else:
+        order.voucher = voucher_issue(
+            campaign=campaign, member=member, actor=actor, is_test=is_test, value=value
+        )
+        order.status = Order.Status.COMPLETED
+        order.completed_at = timezone.now()
+    _insert(order)
+    audit_log(
+        actor=actor,
+        action="order.create",
+        obj=order,
+        changes={
+            "booking_id": [None, order.booking_id],
+            "status": [None, order.status],
+            "approval_state": [None, order.approval_state],
+            "campaign": [None, campaign.pk],
+            "member": [None, member.pk],
+            "value": [None, str(value)],
+            "source": [None, source],
+            "voucher": [None, order.voucher_id],
+            "is_test": [None, is_test],
+        },
+    )
+    _order_event("order.created", order)
+    if order.status == Order.Status.COMPLETED:
+        _order_event("order.completed", order, voucher_id=order.voucher_id)
+    else:
+        _order_event("order.pending_approval", order)
+    return order
+
+
+def order_issue(
+    *,
+    campaign: Campaign,
+    member: Member,
+    value: Decimal | None = None,
+    source: str,
+    reference: str = "",
+    actor: Actor,
+    is_test: bool = False,
+) -> Order:
+    """One order for one member, in one transaction: fulfilled at once (status completed, with
+    its voucher) or, when the campaign holds rewards for approval, pending approval. Governance
+    refusals propagate and leave nothing behind (see the module docstring)."""
+    with transaction.atomic(durable=True):
+        return _issue(
+            campaign=campaign,
+            member=member,
+            value=value,
+            source=source,
+            reference=reference,
+            actor=actor,
+            is_test=is_test,
+        )
+
+
+def recipient_upsert(*, programme: Programme, recipient: dict, actor: Actor) -> Member:
+    """The member a recipient names (by external_id), created or updated with the contact
+    details given. Invalid details are `invalid_recipient`, with the fields that are wrong."""
+    data = {k: v for k, v in recipient.items() if k in RECIPIENT_FIELDS}
+    external_id = (data.pop("external_id", "") or "").strip()
+    if not external_id:
+        raise RecipientInvalidError(fields={"recipient.external_id": ["This field is required."]})
+    try:
+        member, _ = member_upsert(
+            programme=programme, external_id=external_id, actor=actor, data=data
+        )
+    except InvalidInputError as exc:
+        raise RecipientInvalidError(
+            fields={f"recipient.{name}": errors for name, errors in exc.fields.items()}
+        ) from exc
+    return member
+
+
+def order_issue_to_recipient(
+    *,
+    campaign: Campaign,
+    recipient: dict,
+    value: Decimal | None = None,
+    source: str,
+    reference: str = "",
+    actor: Actor,
+    is_test: bool = False,
+) -> Order:
+    """`order_issue` for a recipient described by external id and contact details: the member
+    upsert and the order share one transaction, so a refused issuance creates no member
+    either."""
+    with transaction.atomic(durable=True):
+        member = recipient_upsert(programme=campaign.programme, recipient=recipient, actor=actor)
+        return _issue(
+            campaign=campaign,
+            member=member,
+            value=value,
+            source=source,
+            reference=reference,
+            actor=actor,
+            is_test=is_test,
+        )
+
+
+def _lock(order: Order) -> Order:
+    return (
+        Order.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("member", "campaign__reward")
+        .get(pk=order.pk)
+    )
+
+
+def _awaiting_approval(current: Order, target: str) -> None:
+    ORDER_TRANSITIONS.check(current.status, target)
+    if current.approval_state != Order.ApprovalState.PENDING:
+        raise OrderNotAwaitingApprovalError(
+            source=current.status, approval_state=current.approval_state
+        )
+
+
+def order_approve(*, order: Order, actor: Actor) -> Order:
+    """Fulfil a held order. Governance may still refuse (the campaign ran out meanwhile): the
+    error is raised and the order stays pending, unchanged."""
+    with transaction.atomic(durable=True):
+        current = _lock(order)
+        _awaiting_approval(current, Order.Status.COMPLETED)
+        voucher = voucher_issue(
+            campaign=current.campaign,
+            member=current.member,
+            actor=actor,
+            is_test=current.is_test,
+            value=current.value,
+        )
+        now = timezone.now()
+        Order.objects.filter(pk=current.pk, status=Order.Status.PENDING).update(
+            status=Order.Status.COMPLETED,
+            approval_state=Order.ApprovalState.APPROVED,
+            voucher=voucher,
+            approved_at=now,
+            completed_at=now,
+            updated_at=now,
+        )
+        current.refresh_from_db()
+        audit_log(
+            actor=actor,
+            action="order.approve",
+            obj=current,
+            changes={
+                "status": [Order.Status.PENDING, Order.Status.COMPLETED],
+                "approval_state": [Order.ApprovalState.PENDING, Order.ApprovalState.APPROVED],
+                "voucher": [None, voucher.pk],
+            },
+        )
+        _order_event("order.completed", current, voucher_id=voucher.pk)
+        return current
+
+
+def order_reject(*, order: Order, actor: Actor, reason: str = "") -> Order:
+    """Refuse a held order: it is cancelled, and took nothing to give back."""
+    with transaction.atomic(durable=True):
+        current = _lock(order)
+        _awaiting_approval(current, Order.Status.CANCELLED)
+        now = timezone.now()
+        Order.objects.filter(pk=current.pk, status=Order.Status.PENDING).update(
+            status=Order.Status.CANCELLED,
+            approval_state=Order.ApprovalState.REJECTED,
+            cancelled_at=now,
+            updated_at=now,
+        )
+        current.refresh_from_db()
+        audit_log(
+            actor=actor,
+            action="order.reject",
+            obj=current,
+            changes={
+                "status": [Order.Status.PENDING, Order.Status.CANCELLED],
+                "approval_state": [Order.ApprovalState.PENDING, Order.ApprovalState.REJECTED],
+                "reason": [None, reason],
+            },
+        )
+        _order_event("order.cancelled", current, reason=reason, rejected=True)
+        return current
+
+
+# A voucher in these states was already taken back (recovered to the pool or retired) and its
+# counters released by that recovery: cancelling the order leaves it alone.
+_RETURNED = {VoucherStatus.AVAILABLE, VoucherStatus.RECOVERED, VoucherStatus.CANCELLED}
+_USED = {VoucherStatus.PARTIALLY_REDEEMED, VoucherStatus.REDEEMED}
+
+
+def _holds(order: Order, voucher: Voucher) -> bool:
+    """Whether the order still holds its voucher: not taken back by a recovery, and not
+    issued again from the pool to a later order (possibly of the same member)."""
+    return (
+        voucher.status not in _RETURNED
+        and voucher.member_id == order.member_id
+        and not Order.objects.filter(voucher_id=voucher.pk, pk__gt=order.pk).exists()
+    )
+
+
+def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
+    """Cancel a pending order, or a completed one whose voucher is unredeemed: the voucher is
+    cancelled in the same transaction and gives back exactly the counts its issue took. A
+    redeemed (even partly) voucher refuses with order_voucher_used; a voucher the transition
+    table does not let go to cancelled (expired) with invalid_transition; so does a second
+    cancellation."""
+    with transaction.atomic(durable=True):
+        current = _lock(order)
+        ORDER_TRANSITIONS.check(current.status, Order.Status.CANCELLED)
+        voucher_status = None
+        if current.voucher_id is not None:
+            # Locked before it is read: a redemption racing this cancellation either commits
+            # first (and is seen here) or waits and then finds the voucher cancelled.
+            voucher = Voucher.objects.select_for_update(no_key=True).get(pk=current.voucher_id)
+            if _holds(current, voucher):
+                if voucher.balance != voucher.face_value or voucher.status in _USED:
+                    raise OrderVoucherUsedError(voucher_status=voucher.status)
+                voucher = voucher_cancel(voucher=voucher, actor=actor)
+            voucher_status = voucher.status
+        now = timezone.now()
+        updated = Order.objects.filter(
+            pk=current.pk, status__in=ORDER_TRANSITIONS.sources_for(Order.Status.CANCELLED)
+        ).update(status=Order.Status.CANCELLED, cancelled_at=now, updated_at=now)
+        if updated != 1:  # cannot happen under the row lock; never cancel the voucher alone
+            raise RuntimeError(f"Order {current.pk} left {current.status} under its lock")
+        before = current.status
+        current.refresh_from_db()
+        audit_log(
+            actor=actor,
+            action="order.cancel",
+            obj=current,
+            changes={
+                "status": [before, Order.Status.CANCELLED],
+                "voucher_status": [None, voucher_status],
+                "reason": [None, reason],
+            },
+        )
+        _order_event("order.cancelled", current, reason=reason, rejected=False)
+        return current
