@@ -40,7 +40,6 @@ from campaigns.services.vouchers import (
 from plum import roles
 from plum import selectors as plum_selectors
 from plum.api.base import PlumApiView, PlumListApiView, StrictSerializer
-from plum.api.permissions import HasApiScope
 from plum.api.views import JobOutput, programme_for_write
 from plum.errors import InvalidInputError, NotFoundError, PlumError
 from plum.models import ApiClient, Channel, Job
@@ -130,22 +129,6 @@ def _vouchers_for(principal, *perms: str):
         for perm in perms[1:]:
             vouchers = vouchers | selectors.voucher_list_for(principal=principal, perm=perm)
     return vouchers.select_related("member")
-
-
-class HasAnyApiScope(HasApiScope):
-    """Like HasApiScope, for a view that any one of `required_scopes` opens."""
-
-    def has_permission(self, request, view):
-        principal = request.user
-        if isinstance(principal, ApiClient):
-            if not any(principal.has_scope(scope) for scope in view.required_scopes):
-                self.message = (
-                    "This API key lacks the scope this endpoint needs: "
-                    f"{' or '.join(view.required_scopes)}."
-                )
-                return False
-            return True
-        return super().has_permission(request, view)
 
 
 # --- catalog ---------------------------------------------------------------------------------
@@ -719,8 +702,7 @@ class UnflagInput(StrictSerializer):
 class VoucherFlagApi(PlumApiView):
     """Flag a voucher (suspected fraud or error): it cannot be redeemed until unflagged."""
 
-    permission_classes = [HasAnyApiScope]
-    required_scopes = ("manage", "support")
+    required_scope = ("manage", "support")
 
     @extend_schema(operation_id="vouchers_flag", request=FlagInput, responses=VoucherDetailOutput)
     def post(self, request, code: str):
@@ -737,8 +719,7 @@ class VoucherFlagApi(PlumApiView):
 class VoucherUnflagApi(PlumApiView):
     """Return a flagged voucher to the state it was flagged from."""
 
-    permission_classes = [HasAnyApiScope]
-    required_scopes = ("manage", "support")
+    required_scope = ("manage", "support")
 
     @extend_schema(
         operation_id="vouchers_unflag", request=UnflagInput, responses=VoucherDetailOutput

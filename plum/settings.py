@@ -186,6 +186,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.tasks.vouchers_expire_lapsed_task",
         "schedule": timedelta(minutes=5),
     },
+    "points-expire-due": {
+        "task": "wallets.tasks.points_expire_due_task",
+        "schedule": timedelta(hours=6),
+    },
     "idempotency-purge": {
         "task": "plum.tasks.idempotency_purge_task",
         "schedule": timedelta(hours=1),

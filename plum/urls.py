@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("plum.api.urls")),
     path("api/v1/", include("campaigns.api_urls")),
+    path("api/v1/", include("wallets.api_urls")),
     path("api/v1/", include("orders.api_urls")),
 ]
 

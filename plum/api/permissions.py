@@ -16,16 +16,20 @@ class HasApiScope(permissions.BasePermission):
             return False
         if isinstance(principal, ApiClient):
             scope = required_scope(view, request.method)
-            if not principal.has_scope(scope):
+            accepted = scope if isinstance(scope, tuple) else (scope,)
+            if not any(principal.has_scope(s) for s in accepted):
                 # DRF makes a permission instance per request: this message is this refusal's.
-                self.message = f"This API key lacks the scope this endpoint needs: {scope}."
+                self.message = (
+                    f"This API key lacks the scope this endpoint needs: {' or '.join(accepted)}."
+                )
                 return False
             return True
         return bool(principal.is_active and principal.is_staff)
 
 
-def required_scope(view, method: str) -> str:
-    """The view's `required_scope`: one scope, or a {method: scope} map. HEAD needs what GET
+def required_scope(view, method: str) -> str | tuple[str, ...]:
+    """The view's `required_scope`: one scope, a tuple of scopes any of which opens it, or a
+    {method: scope-or-tuple} map. HEAD needs what GET
     needs; another method the map does not name needs `read` when safe and `manage` otherwise."""
     scope = getattr(view, "required_scope", None)
     if isinstance(scope, dict):
