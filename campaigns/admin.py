@@ -52,20 +52,20 @@ from campaigns.services.vouchers import (
     vouchers_recover,
 )
 from plum import roles, selectors
-from plum.admin import PlumModelAdmin, ProgrammeScopedAdmin
+from plum.admin import (
+    MAX_LISTED,
+    PlumModelAdmin,
+    ProgrammeScopedAdmin,
+    act_on_each,
+    listing,
+    managed_selection,
+    report_outcomes,
+)
 from plum.errors import PlumError
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
-MAX_LISTED = 20  # names listed in one message; the rest are counted
 MAX_SHOWN_ERRORS = 500
 MAX_ONE_BY_ONE = 1000  # vouchers flagged or unflagged in one admin action
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    if len(items) > MAX_LISTED:
-        shown += f" and {len(items) - MAX_LISTED} more"
-    return shown
 
 
 def _add_service_errors(form: forms.BaseForm, exc: PlumError) -> None:
@@ -388,28 +388,24 @@ class CampaignAdmin(ServiceFormAdmin, ProgrammeScopedAdmin):
         manageable = set(
             selectors.scoped(queryset, request.user, roles.MANAGE).values_list("pk", flat=True)
         )
-        done: list[str] = []
-        refused: list[str] = []
-        for campaign in queryset.order_by("pk"):
+
+        def act(campaign):
             if campaign.pk not in manageable:
-                refused.append(f"“{campaign.name}” (you do not manage its programme)")
-                continue
-            try:
-                campaign_transition(campaign=campaign, action=action, actor=request.user)
-            except PlumError as exc:
-                refused.append(f"“{campaign.name}” ({exc.message})")
-            else:
-                done.append(f"“{campaign.name}”")
-        if done:
-            self.message_user(
-                request, f"{done_verb} {len(done)} campaign(s): {_listing(done)}.", messages.SUCCESS
-            )
-        if refused:
-            self.message_user(
-                request,
-                f"Could not {action} {len(refused)} campaign(s): {_listing(refused)}.",
-                messages.WARNING,
-            )
+                raise PlumError("you do not manage its programme")
+            campaign_transition(campaign=campaign, action=action, actor=request.user)
+
+        done, refused = act_on_each(
+            queryset.order_by("pk"), act, label=lambda campaign: f"“{campaign.name}”"
+        )
+        report_outcomes(
+            self,
+            request,
+            done=done,
+            refused=refused,
+            noun="campaign",
+            done_verb=done_verb,
+            refused_verb=action,
+        )
 
     @admin.action(
         description="Activate (start) the selected draft campaigns", permissions=["change"]
@@ -764,16 +760,7 @@ class VoucherAdmin(ProgrammeScopedAdmin):
 
     def _split(self, request, queryset):
         """The selected vouchers the user may change, and a message about the others."""
-        manageable = selectors.scoped(queryset, request.user, roles.MANAGE)
-        outside = queryset.count() - manageable.count()
-        if outside:
-            self.message_user(
-                request,
-                f"{outside} selected voucher(s) belong to programmes you do not manage; "
-                "they were left unchanged.",
-                messages.WARNING,
-            )
-        return manageable
+        return managed_selection(self, request, queryset, "voucher")
 
     def _each(self, request, queryset, service, done_verb: str, refused_verb: str):
         manageable = self._split(request, queryset)
@@ -786,25 +773,20 @@ class VoucherAdmin(ProgrammeScopedAdmin):
                 messages.ERROR,
             )
             return
-        done: list[str] = []
-        refused: list[str] = []
-        for voucher in manageable.order_by("pk"):
-            try:
-                service(voucher=voucher, actor=request.user)
-            except PlumError as exc:
-                refused.append(f"{voucher.masked_code} ({exc.message})")
-            else:
-                done.append(voucher.masked_code)
-        if done:
-            self.message_user(
-                request, f"{done_verb} {len(done)} voucher(s): {_listing(done)}.", messages.SUCCESS
-            )
-        if refused:
-            self.message_user(
-                request,
-                f"Could not {refused_verb} {len(refused)} voucher(s): {_listing(refused)}.",
-                messages.WARNING,
-            )
+        done, refused = act_on_each(
+            manageable.order_by("pk"),
+            lambda voucher: service(voucher=voucher, actor=request.user),
+            label=lambda voucher: voucher.masked_code,
+        )
+        report_outcomes(
+            self,
+            request,
+            done=done,
+            refused=refused,
+            noun="voucher",
+            done_verb=done_verb,
+            refused_verb=refused_verb,
+        )
 
     @admin.action(
         description="Flag the selected vouchers (block redemption)", permissions=["change"]
@@ -824,7 +806,7 @@ class VoucherAdmin(ProgrammeScopedAdmin):
             listed = [f"{row['code']} ({row['status']})" for row in refused]
             self.message_user(
                 request,
-                f"Could not {verb} {len(refused)} voucher(s): {_listing(listed)}.",
+                f"Could not {verb} {len(refused)} voucher(s): {listing(listed)}.",
                 messages.WARNING,
             )
 

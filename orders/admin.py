@@ -8,9 +8,12 @@ from django.utils.timesince import timesince
 
 from orders.models import Order
 from orders.services import order_approve, order_cancel, order_reject
-from plum import roles, selectors
-from plum.admin import ProgrammeScopedAdmin
-from plum.errors import PlumError
+from plum.admin import (
+    ProgrammeScopedAdmin,
+    act_on_each,
+    managed_selection,
+    report_outcomes,
+)
 
 # One transaction per order: a larger selection belongs in the API.
 MAX_ONE_BY_ONE = 500
@@ -29,11 +32,6 @@ class ApprovalQueueFilter(admin.SimpleListFilter):
                 status=Order.Status.PENDING, approval_state=Order.ApprovalState.PENDING
             )
         return queryset
-
-
-def _listing(items: list[str], limit: int = 20) -> str:
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
 
 
 @admin.register(Order)
@@ -107,15 +105,7 @@ class OrderAdmin(ProgrammeScopedAdmin):
         return timesince(obj.created_at, timezone.now())
 
     def _each(self, request, queryset, service, done_verb: str, refused_verb: str):
-        manageable = selectors.scoped(queryset, request.user, roles.MANAGE)
-        outside = queryset.count() - manageable.count()
-        if outside:
-            self.message_user(
-                request,
-                f"{outside} selected order(s) belong to programmes you do not manage; "
-                "they were left unchanged.",
-                messages.WARNING,
-            )
+        manageable = managed_selection(self, request, queryset, "order")
         if manageable.count() > MAX_ONE_BY_ONE:
             self.message_user(
                 request,
@@ -123,25 +113,21 @@ class OrderAdmin(ProgrammeScopedAdmin):
                 messages.ERROR,
             )
             return
-        done: list[str] = []
-        refused: list[str] = []
-        for order in manageable.order_by("pk"):
-            try:
-                service(order=order, actor=request.user)
-            except PlumError as exc:
-                refused.append(f"{order.booking_id} ({exc.code}: {exc.message})")
-            else:
-                done.append(order.booking_id)
-        if done:
-            self.message_user(
-                request, f"{done_verb} {len(done)} order(s): {_listing(done)}.", messages.SUCCESS
-            )
-        if refused:
-            self.message_user(
-                request,
-                f"Could not {refused_verb} {len(refused)} order(s): {_listing(refused)}.",
-                messages.WARNING,
-            )
+        done, refused = act_on_each(
+            manageable.order_by("pk"),
+            lambda order: service(order=order, actor=request.user),
+            label=lambda order: order.booking_id,
+            describe=lambda exc: f"{exc.code}: {exc.message}",
+        )
+        report_outcomes(
+            self,
+            request,
+            done=done,
+            refused=refused,
+            noun="order",
+            done_verb=done_verb,
+            refused_verb=refused_verb,
+        )
 
     @admin.action(description="Approve the selected held orders (fulfil)", permissions=["change"])
     def approve(self, request, queryset):

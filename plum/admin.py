@@ -310,3 +310,55 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     def retry(self, request, queryset):
         count = sum(outbox_retry(message=message, actor=request.user) for message in queryset)
         self.message_user(request, f"{count} message(s) queued again.")
+
+
+# --- bulk actions through services ----------------------------------------------------------
+
+MAX_LISTED = 20  # names listed in one message; the rest are counted
+
+
+def listing(items: list[str], limit: int = MAX_LISTED) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def managed_selection(modeladmin, request, queryset, noun: str):
+    """The selected rows in programmes the user manages; a message about the others."""
+    manageable = selectors.scoped(queryset, request.user, roles.MANAGE)
+    outside = queryset.count() - manageable.count()
+    if outside:
+        modeladmin.message_user(
+            request,
+            f"{outside} selected {noun}(s) belong to programmes you do not manage; "
+            "they were left unchanged.",
+            messages.WARNING,
+        )
+    return manageable
+
+
+def act_on_each(objects, act, label, describe=lambda exc: exc.message):
+    """Call `act(obj)` (a service, one transaction each) for every object; collect the labels
+    of those done and of those refused with the reason."""
+    done: list[str] = []
+    refused: list[str] = []
+    for obj in objects:
+        try:
+            act(obj)
+        except PlumError as exc:
+            refused.append(f"{label(obj)} ({describe(exc)})")
+        else:
+            done.append(label(obj))
+    return done, refused
+
+
+def report_outcomes(modeladmin, request, *, done, refused, noun, done_verb, refused_verb):
+    if done:
+        modeladmin.message_user(
+            request, f"{done_verb} {len(done)} {noun}(s): {listing(done)}.", messages.SUCCESS
+        )
+    if refused:
+        modeladmin.message_user(
+            request,
+            f"Could not {refused_verb} {len(refused)} {noun}(s): {listing(refused)}.",
+            messages.WARNING,
+        )
