@@ -190,6 +190,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "wallets.tasks.points_expire_due_task",
         "schedule": timedelta(hours=6),
     },
+    "jobs-fail-stale": {"task": "plum.tasks.job_fail_stale_task", "schedule": timedelta(minutes=5)},
     "idempotency-purge": {
         "task": "plum.tasks.idempotency_purge_task",
         "schedule": timedelta(hours=1),
@@ -250,6 +251,9 @@ SPECTACULAR_SETTINGS = {
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(os.environ.get("IDEMPOTENCY_KEY_TTL_HOURS", "24")))
 # An in-flight key older than this is treated as abandoned (its request died).
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
+
+# A running job that reported no progress for this long lost its worker.
+JOB_STALE_AFTER = timedelta(minutes=int(os.environ.get("JOB_STALE_AFTER_MINUTES", "15")))
 
 OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
 OUTBOX_BACKOFF_BASE_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_BASE_SECONDS", "30"))

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from plum.services.audit import audit_seal
 from plum.services.idempotency import idempotency_purge
-from plum.services.jobs import job_run
+from plum.services.jobs import job_fail_stale, job_run
 from plum.services.outbox import outbox_deliver, outbox_sweep
 
 
@@ -32,3 +32,8 @@ def idempotency_purge_task() -> int:
 @shared_task(ignore_result=True)
 def job_run_task(job_id: str) -> None:
     job_run(job_id=job_id)
+
+
+@shared_task(ignore_result=True)
+def job_fail_stale_task() -> int:
+    return job_fail_stale()

@@ -6,8 +6,10 @@ result dict. Errors the handler raises end the job failed with the message kept.
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
@@ -69,14 +71,36 @@ def job_actor(job: Job) -> Actor:
 
 
 def job_progress(*, job_id: UUID, done: int) -> None:
-    Job.objects.filter(pk=job_id).update(done=Least(done, F("total")))
+    Job.objects.filter(pk=job_id).update(done=Least(done, F("total")), heartbeat_at=timezone.now())
+
+
+def job_fail_stale(*, stale_after: timedelta | None = None) -> int:
+    """Fail running jobs whose heartbeat (start or last progress) is older than `stale_after`:
+    their worker died (a kill, a lost machine) and the redelivered task will not run them
+    again, since handlers are not resumable. Failing them says so, and a person re-runs the
+    work. Returns how many were failed."""
+    cutoff = timezone.now() - (stale_after or settings.JOB_STALE_AFTER)
+    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
+    failed = 0
+    for job in stale.only("pk", "errors"):
+        failed += Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
+        ).update(
+            status=Job.Status.FAILED,
+            finished_at=timezone.now(),
+            errors=[
+                *job.errors,
+                {"message": "The worker running this job was lost; run it again."},
+            ],
+        )
+    return failed
 
 
 def job_run(*, job_id: UUID | str) -> Job | None:
     """Run a queued job once: the conditional UPDATE to running decides which worker runs it,
     so a task delivered twice does the work once."""
     started = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=timezone.now()
+        status=Job.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
     if not started:
         return None
@@ -89,14 +113,14 @@ def job_run(*, job_id: UUID | str) -> Job | None:
     except Exception as exc:
         logger.exception("Job %s failed", job.pk)
         message = exc.message if isinstance(exc, PlumError) else f"{type(exc).__name__}: {exc}"
-        Job.objects.filter(pk=job.pk).update(
+        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
             status=Job.Status.FAILED,
             finished_at=timezone.now(),
             errors=[*job.errors, {"message": message}],
         )
     else:
         result = dict(result or {})
-        Job.objects.filter(pk=job.pk).update(
+        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
             status=Job.Status.SUCCEEDED,
             finished_at=timezone.now(),
             done=F("total"),

@@ -484,3 +484,38 @@ def test_admin_jobs_without_a_programme_are_shown_to_their_creator_and_platform_
     # then
     assert response.status_code == 200
     assert sorted(labels[j.pk] for j in response.context["cl"].result_list) == expected
+
+
+@pytest.mark.django_db
+def test_a_running_job_whose_worker_was_lost_is_failed_and_a_live_one_is_left(programme):
+    # given: two running jobs, one silent for 20 minutes, one that just reported progress
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from plum.models import Job
+    from plum.services.jobs import job_fail_stale
+
+    now = timezone.now()
+    lost = Job.objects.create(
+        kind="x",
+        programme=programme,
+        status="running",
+        total=10,
+        heartbeat_at=now - timedelta(minutes=20),
+    )
+    alive = Job.objects.create(
+        kind="x", programme=programme, status="running", total=10, heartbeat_at=now
+    )
+    # when
+    failed = job_fail_stale(stale_after=timedelta(minutes=15))
+    again = job_fail_stale(stale_after=timedelta(minutes=15))
+    # then
+    lost.refresh_from_db()
+    alive.refresh_from_db()
+    assert (failed, again) == (1, 0)
+    assert (lost.status, lost.errors) == (
+        "failed",
+        [{"message": "The worker running this job was lost; run it again."}],
+    )
+    assert alive.status == "running"
