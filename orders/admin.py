@@ -79,6 +79,8 @@ class OrderAdmin(ProgrammeScopedAdmin):
         "voucher_masked",
         "delivery_status",
         "is_test",
+        "points",
+        "points_transaction",
         "reference",
         "created_at",
         "approved_at",

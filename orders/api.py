@@ -1,5 +1,5 @@
-"""The orders API under /api/v1/: issuance, the order list and detail, and the approval and
-cancellation actions.
+"""The orders API under /api/v1/: issuance, storefront redemptions (points), the order list and
+detail, and the approval and cancellation actions.
 
 Views validate the wire format, find what the principal may see through the selectors (404
 for anything outside scope) and call one service. Test API keys create and see test orders
@@ -15,9 +15,15 @@ from rest_framework.response import Response
 from campaigns.api import NamedChoiceField, voucher_status_field
 from campaigns.selectors import campaign_get_for
 from orders import selectors
-from orders.errors import OrderNotFoundError
+from orders.errors import OrderNotFoundError, RedemptionTestModeError
 from orders.models import Order
-from orders.services import order_approve, order_cancel, order_issue_to_recipient, order_reject
+from orders.services import (
+    order_approve,
+    order_cancel,
+    order_issue_to_recipient,
+    order_redeem_points,
+    order_reject,
+)
 from plum import roles
 from plum import selectors as plum_selectors
 from plum.api.base import PlumApiView, PlumListApiView, StrictSerializer
@@ -57,6 +63,9 @@ class OrderOutput(serializers.ModelSerializer):
         enum_name="OrderDeliveryStatusEnum", choices=Order.DeliveryStatus.choices, read_only=True
     )
     voucher = OrderVoucherOutput(read_only=True, allow_null=True)
+    points = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Points paid, for a storefront redemption."
+    )
 
     class Meta:
         model = Order
@@ -73,6 +82,7 @@ class OrderOutput(serializers.ModelSerializer):
             "delivery_status",
             "reference",
             "is_test",
+            "points",
             "voucher",
             "created_at",
             "approved_at",
@@ -162,6 +172,70 @@ class IssuanceCreateApi(PlumApiView):
                 else status.HTTP_202_ACCEPTED
             ),
         )
+
+
+# --- redemptions -----------------------------------------------------------------------------
+
+
+class RedemptionInput(StrictSerializer):
+    member = serializers.CharField(
+        max_length=120, help_text="The member's external id, in the campaign's programme."
+    )
+    campaign = serializers.IntegerField(min_value=1, help_text="Campaign id.")
+    value = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        required=False,
+        help_text="For variable-value campaigns; the campaign's value by default.",
+    )
+    reference = serializers.CharField(
+        max_length=120, required=False, allow_blank=True, help_text="The caller's own id."
+    )
+
+
+class RedemptionCreateApi(PlumApiView):
+    """A member spends points on a storefront campaign's reward: the points (value x the
+    reward's points price, rounded up) are burned and the order fulfilled in one transaction.
+    201 with the completed order. Refusals change nothing: 409 insufficient_points (with the
+    balance), campaign_not_in_storefront, campaign_not_priced_in_points,
+    campaign_approval_required and the issuance codes (campaign_not_active,
+    campaign_exhausted, ...); 403 for a test-mode key (the ledger has no test mode). Send an
+    Idempotency-Key: a retry answers with the first response and burns nothing."""
+
+    required_scope = "redeem"
+
+    @extend_schema(
+        operation_id="redemptions_create", request=RedemptionInput, responses={201: OrderOutput}
+    )
+    def post(self, request):
+        if plum_selectors.is_test_principal(request.user):
+            # Test keys act on test data only, and points are real: refuse before anything.
+            raise RedemptionTestModeError()
+        data = RedemptionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        campaign = campaign_get_for(
+            principal=request.user, campaign_id=fields["campaign"], perm=roles.MANAGE
+        )
+        if campaign is None:
+            raise NotFoundError("No such campaign.", fields={"campaign": ["Not found."]})
+        member = (
+            plum_selectors.member_list_for(principal=request.user, perm=roles.MANAGE)
+            .filter(programme_id=campaign.programme_id, external_id=fields["member"])
+            .first()
+        )
+        if member is None:
+            raise NotFoundError("No such member.", fields={"member": ["Not found."]})
+        order = order_redeem_points(
+            campaign=campaign,
+            member=member,
+            value=fields.get("value"),
+            reference=fields.get("reference", ""),
+            actor=request.user,
+        )
+        order = selectors.order_list_for(principal=request.user, perm=roles.MANAGE).get(pk=order.pk)
+        return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED)
 
 
 # --- orders ----------------------------------------------------------------------------------

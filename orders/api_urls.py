@@ -5,6 +5,7 @@ app_name = "orders-api"
 
 urlpatterns = [
     *api_route("issuances", api.IssuanceCreateApi.as_view(), "issuance-create"),
+    *api_route("redemptions", api.RedemptionCreateApi.as_view(), "redemption-create"),
     *api_route("orders", api.OrderListApi.as_view(), "order-list"),
     # Before orders/<booking_id>: "counts" is not a booking id.
     *api_route("orders/counts", api.OrderCountsApi.as_view(), "order-counts"),

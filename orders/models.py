@@ -9,6 +9,7 @@ from django.db.models import Q
 from campaigns.models import MONEY, Campaign, Voucher
 from plum.models import Member, Programme, currency_validator
 from plum.statemachine import Transitions
+from wallets.models import LedgerTransaction
 
 # pending -> completed (fulfilled) or cancelled (cancelled, or rejected by an approver);
 # completed -> cancelled while the voucher is unredeemed (the voucher is cancelled with it).
@@ -69,6 +70,12 @@ class Order(models.Model):
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
     is_test = models.BooleanField(default=False)
+    # A storefront redemption: the points the member paid and the burn that took them. Cancelling
+    # the order reverses that burn (orders.services.order_cancel).
+    points = models.PositiveBigIntegerField(null=True, blank=True)
+    points_transaction = models.ForeignKey(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reference = models.CharField(
         max_length=120, blank=True, help_text="The caller's own id for this order."
     )
@@ -108,6 +115,13 @@ class Order(models.Model):
                 name="order_cancelled_has_time",
             ),
             models.CheckConstraint(condition=Q(value__gt=0), name="order_value_positive"),
+            models.CheckConstraint(
+                condition=Q(points__isnull=True) | Q(points__gt=0), name="order_points_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(points_transaction__isnull=True) | Q(points__isnull=False),
+                name="order_points_transaction_has_points",
+            ),
         ]
         indexes = [
             # The API's and the admin's lists: a programme's orders, newest first, by status.

@@ -12,6 +12,10 @@ Invariants:
   refusal keeps it on its own event (events issue);
 - a held order (campaign approval_mode manual) takes no counter until it is approved; an
   approval that governance refuses leaves the order pending and raises;
+- a storefront redemption (`order_redeem_points`) burns the member's points and issues the
+  order in one transaction: a refusal of either leaves neither. The order names its burn
+  (`points_transaction`); cancelling it reverses that burn in the cancelling transaction, once
+  (the order row lock, and the ledger's one-reversal-per-transaction constraint);
 - every status change follows ORDER_TRANSITIONS. Approve, reject and cancel lock the order row
   first (`select_for_update`), cancel then the voucher row: a double approval or a double
   cancellation is impossible (the second finds the order no longer in a source state), and a
@@ -19,6 +23,7 @@ Invariants:
   cancelled.
 """
 
+import math
 import secrets
 from decimal import Decimal
 
@@ -30,9 +35,13 @@ from campaigns.errors import CampaignNotActiveError
 from campaigns.models import Campaign, Voucher, VoucherStatus
 from campaigns.services.vouchers import voucher_cancel, voucher_issue
 from orders.errors import (
+    CampaignApprovalRequiredError,
+    CampaignNotInStorefrontError,
+    CampaignNotPricedInPointsError,
     OrderNotAwaitingApprovalError,
     OrderVoucherUsedError,
     RecipientInvalidError,
+    RedemptionTestModeError,
 )
 from orders.models import ORDER_TRANSITIONS, Order
 from plum.actors import Actor
@@ -41,6 +50,8 @@ from plum.models import Member, Programme
 from plum.services.audit import audit_log
 from plum.services.events import event_emit
 from plum.services.programmes import MEMBER_FIELDS, member_upsert
+from wallets.models import Reason
+from wallets.services import points_burn, transaction_reverse
 
 BOOKING_PREFIX = "PLM"
 BOOKING_ATTEMPTS = 8
@@ -106,6 +117,7 @@ def _issue(
     reference: str,
     actor: Actor,
     is_test: bool,
+    points: int | None = None,
 ) -> Order:
     if member.programme_id != campaign.programme_id:
         raise RecipientInvalidError("The member belongs to another programme.")
@@ -122,6 +134,7 @@ def _issue(
         source=source,
         reference=reference or "",
         is_test=is_test,
+        points=points,
     )
     if campaign.approval_mode == Campaign.ApprovalMode.MANUAL:
         # Held for approval: no counter is taken until an approver fulfils it, but a campaign
@@ -151,6 +164,7 @@ def _issue(
             "source": [None, source],
             "voucher": [None, order.voucher_id],
             "is_test": [None, is_test],
+            **({"points": [None, points]} if points is not None else {}),
         },
     )
     _order_event("order.created", order)
@@ -184,6 +198,68 @@ def order_issue(
             actor=actor,
             is_test=is_test,
         )
+
+
+def redemption_points(*, campaign: Campaign, value: Decimal) -> int:
+    """What `value` of the campaign's reward costs in points: value x points_price, rounded up
+    (a fraction of a point is never given away)."""
+    return math.ceil(value * campaign.reward.points_price)
+
+
+def order_redeem_points(
+    *,
+    campaign: Campaign,
+    member: Member,
+    value: Decimal | None = None,
+    reference: str = "",
+    actor: Actor,
+    is_test: bool = False,
+) -> Order:
+    """A member buys a storefront campaign's reward with points: the burn and the order (source
+    storefront, issued exactly as `order_issue` issues) share one durable transaction, so a
+    governance refusal or insufficient_points leaves no burn, no order, no counter moved.
+
+    Only campaigns that fulfil at once can be bought: a manual-approval campaign refuses
+    (campaign_approval_required) rather than burn points for a reward an approver might
+    reject. The ledger has no test mode, so a test redemption refuses too. Lock order: the
+    campaign's counters (through voucher_issue), then the wallet (through points_burn), as
+    the wallets service asks."""
+    if is_test:
+        raise RedemptionTestModeError()
+    with transaction.atomic(durable=True):
+        if not campaign.in_storefront:
+            raise CampaignNotInStorefrontError()
+        if campaign.approval_mode == Campaign.ApprovalMode.MANUAL:
+            raise CampaignApprovalRequiredError()
+        if not campaign.reward.points_price:
+            raise CampaignNotPricedInPointsError()
+        if member.programme_id != campaign.programme_id:
+            raise RecipientInvalidError("The member belongs to another programme.")
+        value = _checked_value(campaign, value)
+        points = redemption_points(campaign=campaign, value=value)
+        order = _issue(
+            campaign=campaign,
+            member=member,
+            value=value,
+            source=Order.Source.STOREFRONT,
+            reference=reference,
+            actor=actor,
+            is_test=False,
+            points=points,
+        )
+        # Keyed by the order, never by the caller's reference: two purchases with one reference
+        # are two burns. The API's Idempotency-Key is what makes a retry buy nothing.
+        txn, _ = points_burn(
+            member=member,
+            points=points,
+            reason=Reason.REDEMPTION,
+            reference=order.booking_id,
+            idempotency_key=f"order:{order.booking_id}",
+            actor=actor,
+        )
+        Order.objects.filter(pk=order.pk).update(points_transaction=txn)
+        order.points_transaction = txn
+        return order
 
 
 def recipient_upsert(*, programme: Programme, recipient: dict, actor: Actor) -> Member:
@@ -328,7 +404,8 @@ def _holds(order: Order, voucher: Voucher) -> bool:
 
 def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
     """Cancel a pending order, or a completed one whose voucher is unredeemed: the voucher is
-    cancelled in the same transaction and gives back exactly the counts its issue took. A
+    cancelled in the same transaction and gives back exactly the counts its issue took, and
+    the points a storefront redemption burned are reversed to the member's wallet. A
     redeemed (even partly) voucher refuses with order_voucher_used; a voucher the transition
     table does not let go to cancelled (expired) with invalid_transition; so does a second
     cancellation."""
@@ -345,6 +422,18 @@ def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
                     raise OrderVoucherUsedError(voucher_status=voucher.status)
                 voucher = voucher_cancel(voucher=voucher, actor=actor)
             voucher_status = voucher.status
+        reversal_id = None
+        if current.points_transaction_id is not None:
+            # Under the order's row lock, and the ledger reverses a transaction at most once:
+            # a second cancellation was refused above, so the points come back exactly once.
+            reversal, _ = transaction_reverse(
+                transaction=current.points_transaction,
+                actor=actor,
+                reason=Reason.ORDER_CANCELLED,
+                note=reason,
+                idempotency_key=f"order-cancel:{current.booking_id}",
+            )
+            reversal_id = reversal.pk
         now = timezone.now()
         updated = Order.objects.filter(
             pk=current.pk, status__in=ORDER_TRANSITIONS.sources_for(Order.Status.CANCELLED)
@@ -361,6 +450,7 @@ def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
                 "status": [before, Order.Status.CANCELLED],
                 "voucher_status": [None, voucher_status],
                 "reason": [None, reason],
+                **({"points_reversal": [None, reversal_id]} if reversal_id else {}),
             },
         )
         _order_event("order.cancelled", current, reason=reason, rejected=False)

@@ -30,6 +30,7 @@ ORDER_KEYS = {
     "delivery_status",
     "reference",
     "is_test",
+    "points",
     "voucher",
     "created_at",
     "approved_at",
