@@ -274,8 +274,9 @@ VOUCHER_TRANSITIONS = Transitions(
         "partially_redeemed": ["partially_redeemed", "redeemed", "expired", "flagged"],
         # unflag returns to the state it was flagged from; an unused one may be recovered
         "flagged": ["active", "partially_redeemed", "available", "recovered", "cancelled"],
-        # an expiry extension revives; an unused expired voucher may be recovered
-        "expired": ["active", "partially_redeemed", "available", "recovered"],
+        # an expiry extension revives; an unused expired voucher may be recovered, or
+        # cancelled with its order
+        "expired": ["active", "partially_redeemed", "available", "recovered", "cancelled"],
         "recovered": [],
         "redeemed": [],
         "cancelled": [],

@@ -466,15 +466,17 @@ def test_a_completed_order_without_a_voucher_is_refused_by_the_database(campaign
         )
 
 
-def test_an_order_whose_voucher_lapsed_cannot_be_cancelled_yet(campaign, member, snapshot):
-    # The voucher table has no expired -> cancelled move (campaigns.models), so this refuses
-    # and changes nothing; see the orders report.
+def test_an_order_whose_voucher_lapsed_unused_can_be_cancelled(campaign, member):
+    # given
     order = issue(campaign, member)
     vouchers_expire_lapsed(now=timezone.now() + timedelta(days=31))
-    before = snapshot()
-    with pytest.raises(InvalidTransitionError):
-        order_cancel(order=order, actor=SYSTEM)
-    assert snapshot() == before
+    # when
+    cancelled = order_cancel(order=order, actor=SYSTEM)
+    # then
+    campaign.refresh_from_db()
+    assert cancelled.status == "cancelled"
+    assert Voucher.objects.get(pk=order.voucher_id).status == "cancelled"
+    assert (campaign.issued_count, campaign.issued_value) == (0, D("0"))
 
 
 # --- what leaves the system ------------------------------------------------------------------
