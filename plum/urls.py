@@ -13,7 +13,7 @@ urlpatterns = [
     path("api/v1/", include("plum.api.urls")),
     path("api/v1/", include("campaigns.api_urls")),
     path("api/v1/", include("wallets.api_urls")),
-    path("api/v1/", include("orders.api_urls")),
+    path("api/v1/", include("orders.api.urls")),
 ]
 
 handler400 = "plum.views.bad_request"

@@ -21,13 +21,13 @@ from campaigns.services.vouchers import (
     vouchers_expire_lapsed,
     vouchers_recover,
 )
-from orders import services
 from orders.errors import (
     OrderNotAwaitingApprovalError,
     OrderVoucherUsedError,
     RecipientInvalidError,
 )
 from orders.models import ORDER_TRANSITIONS, Order
+from orders.services import issuance as services
 from orders.services import (
     order_approve,
     order_cancel,

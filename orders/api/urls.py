@@ -1,4 +1,4 @@
-from orders import api
+from orders.api import orders as api
 from plum.api.base import api_route
 
 app_name = "orders-api"

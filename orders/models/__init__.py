@@ -1,0 +1,5 @@
+"""Orders' data, one module per part of the app. Django finds the models through these imports."""
+
+from orders.models.order import ORDER_TRANSITIONS, Order
+
+__all__ = ["ORDER_TRANSITIONS", "Order"]

@@ -1,0 +1,25 @@
+"""Every write in orders, one module per use-case family; import from here."""
+
+from orders.services.issuance import (
+    booking_id_new,
+    order_approve,
+    order_cancel,
+    order_issue,
+    order_issue_to_recipient,
+    order_redeem_points,
+    order_reject,
+    recipient_upsert,
+    redemption_points,
+)
+
+__all__ = [
+    "booking_id_new",
+    "order_approve",
+    "order_cancel",
+    "order_issue",
+    "order_issue_to_recipient",
+    "order_redeem_points",
+    "order_reject",
+    "recipient_upsert",
+    "redemption_points",
+]
