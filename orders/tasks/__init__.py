@@ -1,0 +1,2 @@
+"""Orders' Celery tasks, one module per part of the app; importing here registers them
+(Celery's autodiscovery imports `orders.tasks`)."""
