@@ -47,3 +47,18 @@ class RedemptionTestModeError(PlumError):
     code = "points_test_mode_unsupported"
     status = 403
     message = "Test-mode API keys cannot redeem points: the ledger has no test mode yet."
+
+
+class PayoutPeriodInvalidError(PlumError):
+    code = "payout_period_invalid"
+    status = 422
+    message = (
+        "A payout period ends at 00:00 UTC on a Monday (weekly) or on the 1st of a month "
+        "(monthly), given as an aware datetime."
+    )
+
+
+class PayoutPeriodNotOverError(PlumError):
+    code = "payout_period_not_over"
+    status = 409
+    message = "The payout period has not ended yet; it can be closed once it is over."

@@ -11,6 +11,12 @@ from orders.services.issuance import (
     recipient_upsert,
     redemption_points,
 )
+from orders.services.payouts import (
+    payout_approve,
+    payout_mark_paid,
+    payout_period_containing,
+    payouts_close,
+)
 
 __all__ = [
     "booking_id_new",
@@ -22,4 +28,10 @@ __all__ = [
     "order_reject",
     "recipient_upsert",
     "redemption_points",
+]
+__all__ += [
+    "payout_approve",
+    "payout_mark_paid",
+    "payout_period_containing",
+    "payouts_close",
 ]
