@@ -195,6 +195,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plum.tasks.idempotency_purge_task",
         "schedule": timedelta(hours=1),
     },
+    # Idempotent: a period already closed is skipped, so a period closes within 6 h of its end.
+    "payouts-close": {
+        "task": "orders.tasks.payouts.payouts_close_task",
+        "schedule": timedelta(hours=6),
+    },
 }
 
 # E-mail: console by default; SMTP when EMAIL_HOST is set.
