@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from orders.errors import PayoutPeriodInvalidError, PayoutPeriodNotOverError
-from orders.models import Payout, PayoutLine
+from orders.models import Order, Payout, PayoutLine
 from orders.services import (
     order_cancel,
     payout_approve,
@@ -15,8 +16,10 @@ from orders.services import (
     payout_period_containing,
     payouts_close,
 )
+from orders.services.payouts import payout_period_last_closed
+from plum import roles
 from plum.actors import SYSTEM
-from plum.errors import InvalidTransitionError
+from plum.errors import InvalidInputError, InvalidTransitionError
 from plum.models import AuditEvent
 from tests.orders.payout_builders import (
     after,
@@ -298,8 +301,6 @@ def closed_payout(programme):
 
 def test_approve_then_mark_paid_records_who_and_audits(closed_payout, make_user):
     # given
-    from plum import roles
-
     finance = make_user(roles.FINANCE, closed_payout.programme)
     # when
     approved = payout_approve(payout=closed_payout, actor=finance)
@@ -346,8 +347,26 @@ def test_transitions_outside_the_table_are_refused_and_change_nothing(
 
 def test_a_too_long_payment_reference_is_refused(closed_payout):
     approved = payout_approve(payout=closed_payout, actor=SYSTEM)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InvalidInputError) as caught:
         payout_mark_paid(payout=approved, actor=SYSTEM, reference="x" * 121)
     assert caught.value.code == "invalid"
     approved.refresh_from_db()
     assert approved.status == "approved"
+
+
+def test_a_payout_states_the_period_as_of_its_end(programme):
+    # given: an order completed last week (set-up moves its completion back), cancelled now,
+    # after last week ended but before anyone closed it
+    merchant = make_merchant(commission="2.50")
+    order = sell(merchant_campaign(programme, merchant))
+    start, end = payout_period_last_closed("weekly", timezone.now())
+    Order.objects.filter(pk=order.pk).update(completed_at=start + timedelta(hours=1))
+    order_cancel(order=Order.objects.get(pk=order.pk), actor=SYSTEM)
+    # when: last week closes late, then this week
+    [last_week] = close_week(end)
+    [this_week] = close_week(end + timedelta(days=7))
+    # then: at last week's end the order was sold; this week takes it back
+    assert lines_of(last_week) == [(order.booking_id, "sale", D("500.00"), D("12.50"), D("487.50"))]
+    assert lines_of(this_week) == [
+        (order.booking_id, "adjustment", D("-500.00"), D("-12.50"), D("-487.50"))
+    ]
