@@ -3,7 +3,7 @@ only, live clients live orders only; staff see both (test ones marked)."""
 
 from django.db.models import Count, Q, QuerySet
 
-from orders.models import Order
+from orders.models import Order, Payout
 from plum import roles
 from plum.models import ApiClient
 from plum.selectors import Principal, scoped
@@ -50,4 +50,16 @@ def order_counts_by_campaign_for(*, principal: Principal, perm: str = roles.VIEW
             cancelled=Count("id", filter=Q(status=Order.Status.CANCELLED)),
             total=Count("id"),
         )
+    )
+
+
+def payout_list_for(*, principal: Principal, perm: str = roles.FINANCE_PERM) -> QuerySet:
+    """Payouts of the programmes the principal holds `perm` on (Finance). Payouts are live
+    money: a test-mode API client sees none."""
+    if isinstance(principal, ApiClient) and principal.is_test:
+        return Payout.objects.none()
+    return scoped(
+        Payout.objects.select_related("programme", "merchant").exclude(status=Payout.Status.DRAFT),
+        principal,
+        perm,
     )

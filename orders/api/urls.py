@@ -1,4 +1,5 @@
 from orders.api import orders as api
+from orders.api import payouts as payouts_api
 from plum.api.base import api_route
 
 app_name = "orders-api"
@@ -19,4 +20,5 @@ urlpatterns = [
             f"order-{action}",
         )
     ],
+    *api_route("payouts", payouts_api.PayoutListApi.as_view(), "payout-list"),
 ]
