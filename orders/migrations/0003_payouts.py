@@ -53,14 +53,18 @@ $$ LANGUAGE plpgsql;
 LINE_GUARD = """
 CREATE OR REPLACE FUNCTION orders_payoutline_guard() RETURNS trigger AS $$
 DECLARE
-    payout_status text;
+    bad record;
 BEGIN
-    SELECT status INTO payout_status FROM orders_payout WHERE id = NEW.payout_id;
-    IF payout_status IS DISTINCT FROM 'draft' THEN
-        RAISE EXCEPTION 'payout %: lines cannot be added to a % payout', NEW.payout_id,
-            payout_status USING ERRCODE = 'insufficient_privilege';
+    -- Once per statement over the inserted rows: a close inserts thousands of lines at once.
+    SELECT n.payout_id, p.status INTO bad
+      FROM new_lines n LEFT JOIN orders_payout p ON p.id = n.payout_id
+     WHERE p.status IS DISTINCT FROM 'draft'
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'payout %: lines cannot be added to a % payout', bad.payout_id,
+            bad.status USING ERRCODE = 'insufficient_privilege';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
 """
@@ -72,8 +76,9 @@ FORWARD = [
     "FOR EACH ROW EXECUTE FUNCTION orders_payout_guard()",
     "CREATE TRIGGER orders_payout_no_truncate BEFORE TRUNCATE ON orders_payout "
     "FOR EACH STATEMENT EXECUTE FUNCTION plum_reject_change()",
-    "CREATE TRIGGER orders_payoutline_draft_only BEFORE INSERT ON orders_payoutline "
-    "FOR EACH ROW EXECUTE FUNCTION orders_payoutline_guard()",
+    "CREATE TRIGGER orders_payoutline_draft_only AFTER INSERT ON orders_payoutline "
+    "REFERENCING NEW TABLE AS new_lines FOR EACH STATEMENT "
+    "EXECUTE FUNCTION orders_payoutline_guard()",
     "CREATE TRIGGER orders_payoutline_append_only BEFORE UPDATE OR DELETE ON orders_payoutline "
     "FOR EACH ROW EXECUTE FUNCTION plum_reject_change()",
     "CREATE TRIGGER orders_payoutline_no_truncate BEFORE TRUNCATE ON orders_payoutline "
@@ -159,8 +164,8 @@ class Migration(migrations.Migration):
                 ('face_value', models.DecimalField(decimal_places=2, max_digits=14)),
                 ('commission', models.DecimalField(decimal_places=2, max_digits=14)),
                 ('net', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='payout_lines', to='orders.order')),
-                ('payout', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='orders.payout')),
+                ('order', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='payout_lines', to='orders.order')),
+                ('payout', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='orders.payout')),
             ],
             options={
                 'ordering': ['payout', 'id'],

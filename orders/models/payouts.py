@@ -110,8 +110,13 @@ class PayoutLine(models.Model):
         SALE = "sale"
         ADJUSTMENT = "adjustment"
 
-    payout = models.ForeignKey(Payout, on_delete=models.PROTECT, related_name="lines")
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payout_lines")
+    # No single-column indexes: (payout, kind, id) and the unique (order, kind) lead with them.
+    payout = models.ForeignKey(
+        Payout, on_delete=models.PROTECT, related_name="lines", db_index=False
+    )
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="payout_lines", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     occurred_at = models.DateTimeField(help_text="Completed (sale) or cancelled (adjustment).")
     commission_percent = models.DecimalField(max_digits=5, decimal_places=2)
