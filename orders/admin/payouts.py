@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseBadRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -23,6 +24,8 @@ from plum.csvexport import csv_response
 # One transaction per payout: there are a few per merchant and period, never thousands.
 MAX_ONE_BY_ONE = 500
 PERIODS_LISTED = 26
+# Lines shown on the statement page; the CSV statement has every line.
+LINES_SHOWN = 500
 
 STATEMENT_HEADER = [
     "programme",
@@ -156,8 +159,17 @@ class PayoutActionForm(ActionForm):
     )
 
 
+class FirstLinesFormSet(BaseInlineFormSet):
+    def get_queryset(self):
+        if not hasattr(self, "_first_lines"):
+            self._first_lines = super().get_queryset()[:LINES_SHOWN]
+        return self._first_lines
+
+
 class PayoutLineInline(admin.TabularInline):
     model = PayoutLine
+    formset = FirstLinesFormSet
+    verbose_name_plural = f"lines (the first {LINES_SHOWN}; the CSV statement has all)"
     fields = [
         "booking_id",
         "kind",

@@ -10,6 +10,7 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from orders.admin import payouts as payout_admin
 from orders.models import Payout
 from orders.services import payout_approve, payouts_close
 from plum import roles
@@ -233,3 +234,12 @@ def test_the_list_costs_the_same_queries_for_more_payouts(client, make_user, pay
     payouts_close(period_end=end, now=after(end))
     assert Payout.objects.filter(programme=programme).count() == 7
     assert queries_of_the_list() == few
+
+
+def test_the_statement_page_shows_the_first_lines_only(client, make_user, payouts, monkeypatch):
+    monkeypatch.setattr(payout_admin, "LINES_SHOWN", 1)
+    alpha, _, orders = payouts
+    client.force_login(make_user(roles.FINANCE, alpha.programme))
+    content = client.get(f"{CHANGELIST}{alpha.pk}/change/").content.decode()
+    assert orders[0].booking_id in content
+    assert orders[1].booking_id not in content
