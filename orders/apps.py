@@ -5,6 +5,7 @@ class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self):
+        import orders.services.delivery  # noqa: F401 - registers the "delivery" outbox sender
         from plum import roles
 
         roles.register_role_perms(

@@ -1,3 +1,4 @@
+from orders.api import delivery as delivery_api
 from orders.api import orders as api
 from plum.api.base import api_route
 
@@ -19,4 +20,15 @@ urlpatterns = [
             f"order-{action}",
         )
     ],
+    *api_route("deliveries", delivery_api.DeliveryListApi.as_view(), "delivery-list"),
+    *api_route(
+        "deliveries/<int:delivery_id>/resend",
+        delivery_api.DeliveryResendApi.as_view(),
+        "delivery-resend",
+    ),
+    *api_route(
+        "delivery-receipts/<slug:provider>",
+        delivery_api.DeliveryReceiptApi.as_view(),
+        "delivery-receipt",
+    ),
 ]
