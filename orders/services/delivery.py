@@ -251,8 +251,6 @@ def delivery_context(*, order: Order) -> dict:
     voucher = order.voucher
     reward = order.campaign.reward
     expires_at = voucher.expires_at if voucher else None
-    if expires_at is not None:
-        expires_at = timezone.localtime(expires_at, ZoneInfo(order.programme.timezone))
     how = (reward.description or "").strip() or (
         "Enter the voucher code at checkout with the merchant, online or in store."
     )
@@ -271,6 +269,12 @@ def delivery_context(*, order: Order) -> dict:
 
 
 def delivery_render(*, delivery: Delivery, message_id: str) -> OutgoingMessage:
+    """The message for the delivery's channel; dates in the programme's time zone."""
+    with timezone.override(ZoneInfo(delivery.programme.timezone)):
+        return _render(delivery, message_id)
+
+
+def _render(delivery: Delivery, message_id: str) -> OutgoingMessage:
     order = delivery.order
     context = delivery_context(order=order)
     slug = delivery.programme.slug
