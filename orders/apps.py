@@ -13,3 +13,7 @@ class OrdersConfig(AppConfig):
         )
         roles.register_role_perms(roles.SUPPORT_AGENT, {"orders.view_order"})
         roles.register_role_perms(roles.FINANCE, {"orders.view_order"})
+        delivery_perms = {"orders.view_delivery", "orders.view_deliveryattempt"}
+        roles.register_role_perms(roles.PROGRAMME_MANAGER, delivery_perms)
+        roles.register_role_perms(roles.SUPPORT_AGENT, delivery_perms)
+        roles.register_role_perms(roles.FINANCE, delivery_perms)
