@@ -218,16 +218,20 @@ def _transition(delivery: Delivery, target: str, **fields) -> None:
     _order_follows(delivery)
 
 
-def _fail(delivery: Delivery, *, reason: str, detail: str) -> None:
-    _transition(delivery, Delivery.Status.FAILED, reason=reason[:64], reason_detail=detail)
+def _fail(delivery: Delivery, *, reason: str, detail: str, **fields) -> None:
+    _transition(
+        delivery, Delivery.Status.FAILED, reason=reason[:64], reason_detail=detail, **fields
+    )
     _failed_event(delivery, delivery.order)
 
 
-def _lock(delivery_id: int) -> Delivery | None:
-    """Lock the delivery's order, then the delivery (the lock order in the module docstring)."""
-    order_id = Delivery.objects.filter(pk=delivery_id).values_list("order_id", flat=True).first()
-    if order_id is None:
+def _lock(**lookup) -> Delivery | None:
+    """The delivery matching `lookup`, with its order locked first and then itself (the lock
+    order in the module docstring); None when there is none."""
+    found = Delivery.objects.filter(**lookup).values_list("pk", "order_id").first()
+    if found is None:
         return None
+    delivery_id, order_id = found
     Order.objects.select_for_update(no_key=True).filter(pk=order_id).values_list("pk").first()
     return (
         Delivery.objects.select_for_update(no_key=True, of=("self",))
@@ -308,20 +312,15 @@ def _record_attempt(delivery, backend_name, outcome, started, *, http_status=Non
         response_excerpt=(excerpt or "")[:500],
         latency_ms=int((monotonic() - started) * 1000),
     )
-    Delivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts + 1)
-    delivery.attempts += 1
 
 
 def delivery_send(message: OutboxMessage) -> None:
     """The outbox sender for kind "delivery": one attempt, recorded. Runs inside the outbox's
     transaction holding the message's row lock; raises the outbox's transient or permanent
     error so that it retries or stops."""
-    delivery_id = (
-        Delivery.objects.filter(outbox_message=message).values_list("pk", flat=True).first()
-    )
-    if delivery_id is None:
+    delivery = _lock(outbox_message=message)
+    if delivery is None:
         raise PermanentSendError("No delivery names this outbox message.")
-    delivery = _lock(delivery_id)
     if delivery.status not in OPEN:
         return  # settled meanwhile (a receipt): nothing to send
     order = delivery.order
@@ -343,8 +342,13 @@ def delivery_send(message: OutboxMessage) -> None:
             http_status=getattr(exc, "http_status", None),
             excerpt=getattr(exc, "excerpt", "") or str(exc),
         )
-        Delivery.objects.filter(pk=delivery.pk).update(provider=backend.name)
-        _fail(delivery, reason=reason, detail=str(exc)[:2000])
+        _fail(
+            delivery,
+            reason=reason,
+            detail=str(exc)[:2000],
+            provider=backend.name,
+            attempts=delivery.attempts + 1,
+        )
         raise
     except Exception as exc:  # noqa: BLE001 - transient, or unexpected: the outbox retries both
         _record_attempt(
@@ -355,11 +359,15 @@ def delivery_send(message: OutboxMessage) -> None:
             http_status=getattr(exc, "http_status", None),
             excerpt=getattr(exc, "excerpt", "") or f"{type(exc).__name__}: {exc}",
         )
-        Delivery.objects.filter(pk=delivery.pk).update(
-            provider=backend.name, reason_detail=f"{type(exc).__name__}: {exc}"[:2000]
-        )
+        fields = {
+            "provider": backend.name,
+            "reason_detail": f"{type(exc).__name__}: {exc}"[:2000],
+            "attempts": delivery.attempts + 1,
+        }
         if delivery.status == Delivery.Status.PENDING:
-            _transition(delivery, Delivery.Status.PROCESSING)
+            _transition(delivery, Delivery.Status.PROCESSING, **fields)
+        else:
+            Delivery.objects.filter(pk=delivery.pk).update(**fields)
         if isinstance(exc, TransientSendError):
             raise
         raise DeliveryTransientError(f"{type(exc).__name__}: {exc}") from exc
@@ -377,16 +385,14 @@ def delivery_send(message: OutboxMessage) -> None:
         provider=backend.name,
         provider_message_id=result.provider_message_id,
         reason_detail="",
+        attempts=delivery.attempts + 1,
     )
 
 
 def delivery_outbox_failed(message: OutboxMessage) -> None:
     """The outbox gave up on a delivery's message (attempts ran out, or a permanent error the
     sender did not settle itself): the delivery fails, with the reason."""
-    delivery_id = (
-        Delivery.objects.filter(outbox_message=message).values_list("pk", flat=True).first()
-    )
-    delivery = _lock(delivery_id) if delivery_id is not None else None
+    delivery = _lock(outbox_message=message)
     if delivery is None or delivery.status not in OPEN:
         return
     exhausted = message.status == OutboxMessage.Status.DEAD
@@ -518,14 +524,11 @@ def delivery_receipt_record(
     if status not in (Delivery.Status.DELIVERED, Delivery.Status.FAILED):
         raise InvalidInputError(fields={"status": ["Use delivered or failed."]})
     with transaction.atomic(durable=True):
-        delivery_id = (
-            Delivery.objects.filter(provider=provider, provider_message_id=provider_message_id)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if delivery_id is None or not provider_message_id:
+        if not provider_message_id:
             return None
-        delivery = _lock(delivery_id)
+        delivery = _lock(provider=provider, provider_message_id=provider_message_id)
+        if delivery is None:
+            return None
         if delivery.status == status:
             return delivery
         before = delivery.status
