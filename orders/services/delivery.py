@@ -280,6 +280,7 @@ def delivery_render(*, delivery: Delivery, message_id: str) -> OutgoingMessage:
 
 def _render(delivery: Delivery, message_id: str) -> OutgoingMessage:
     order = delivery.order
+    order.programme = delivery.programme  # the same row, already loaded with the delivery
     context = delivery_context(order=order)
     slug = delivery.programme.slug
     if delivery.channel == Channel.EMAIL:
