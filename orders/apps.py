@@ -5,6 +5,7 @@ class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self):
+        import orders.services.delivery  # noqa: F401 - registers the "delivery" outbox sender
         from plum import roles
 
         roles.register_role_perms(
@@ -16,3 +17,7 @@ class OrdersConfig(AppConfig):
             roles.FINANCE,
             {"orders.view_payout", "orders.change_payout", "orders.view_payoutline"},
         )
+        delivery_perms = {"orders.view_delivery", "orders.view_deliveryattempt"}
+        roles.register_role_perms(roles.PROGRAMME_MANAGER, delivery_perms)
+        roles.register_role_perms(roles.SUPPORT_AGENT, delivery_perms)
+        roles.register_role_perms(roles.FINANCE, delivery_perms)

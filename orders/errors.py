@@ -62,3 +62,27 @@ class PayoutPeriodNotOverError(PlumError):
     code = "payout_period_not_over"
     status = 409
     message = "The payout period has not ended yet; it can be closed once it is over."
+
+
+class DeliveryNotFoundError(PlumError):
+    code = "delivery_not_found"
+    status = 404
+    message = "No such delivery."
+
+
+class DeliveryInProgressError(PlumError):
+    code = "delivery_in_progress"
+    status = 409
+    message = "The order is being delivered right now; wait for the result before resending."
+
+
+class OrderNotDeliverableError(PlumError):
+    code = "order_not_deliverable"
+    status = 409
+    message = "Only a completed order (with its voucher) can be delivered."
+
+
+class DeliveryContactMissingError(PlumError):
+    code = "missing_contact"
+    status = 422
+    message = "The member has no address or number for this channel."

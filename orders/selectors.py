@@ -6,7 +6,7 @@ from django.db.models import Count, Q, QuerySet
 from orders.models import Order, Payout
 from plum import roles
 from plum.models import ApiClient
-from plum.selectors import Principal, scoped
+from plum.selectors import Principal, programmes_for, scoped
 
 
 def order_list_for(*, principal: Principal, perm: str = roles.VIEW) -> QuerySet:
@@ -62,4 +62,30 @@ def payout_list_for(*, principal: Principal, perm: str = roles.FINANCE_PERM) -> 
         Payout.objects.select_related("programme", "merchant").exclude(status=Payout.Status.DRAFT),
         principal,
         perm,
+    )
+
+
+def delivery_list_for(*, principal: Principal, perm: str = roles.VIEW) -> QuerySet:
+    """Deliveries of the principal's programmes; API clients see their mode's (test/live) only."""
+    from orders.models import Delivery
+
+    deliveries = scoped(
+        Delivery.objects.select_related("order", "order__member", "campaign", "programme"),
+        principal,
+        perm,
+    )
+    if isinstance(principal, ApiClient):
+        deliveries = deliveries.filter(is_test=principal.is_test)
+    return deliveries
+
+
+def delivery_resendable_for(*, principal: Principal) -> QuerySet:
+    """Deliveries a principal may resend: programmes it manages or supports."""
+    from orders.models import Delivery
+
+    if isinstance(principal, ApiClient):
+        return delivery_list_for(principal=principal)
+    programmes = programmes_for(principal, roles.MANAGE) | programmes_for(principal, roles.SUPPORT)
+    return Delivery.objects.select_related("order", "programme").filter(
+        programme__in=programmes.values("pk")
     )

@@ -267,6 +267,39 @@ OUTBOX_SWEEP_BATCH = 500
 
 AUDIT_SEAL_BATCH = 5000
 
+# Deliveries (docs/delivery.md): one backend per channel, by dotted path. Without settings,
+# e-mail goes through Django's mail (console unless EMAIL_HOST is set) and SMS and WhatsApp
+# to the console backend.
+PLUM_EMAIL_DELIVERY_BACKEND = os.environ.get(
+    "PLUM_EMAIL_DELIVERY_BACKEND", "orders.delivery.email.EmailBackend"
+)
+PLUM_SMS_BACKEND = os.environ.get("PLUM_SMS_BACKEND", "orders.delivery.console.ConsoleBackend")
+PLUM_WHATSAPP_BACKEND = os.environ.get(
+    "PLUM_WHATSAPP_BACKEND", "orders.delivery.console.ConsoleBackend"
+)
+
+
+def _provider(prefix: str) -> dict:
+    return {
+        "name": os.environ.get(f"{prefix}_NAME", prefix.split("_")[1].lower()),
+        "base_url": os.environ.get(f"{prefix}_BASE_URL", ""),
+        "token": os.environ.get(f"{prefix}_TOKEN", ""),
+        "sender": os.environ.get(f"{prefix}_SENDER", ""),
+        "timeout": float(os.environ.get(f"{prefix}_TIMEOUT", "10")),
+    }
+
+
+PLUM_SMS_PROVIDER = _provider("PLUM_SMS")
+PLUM_WHATSAPP_PROVIDER = _provider("PLUM_WHATSAPP")
+PLUM_DELIVERY_MAX_ATTEMPTS = int(os.environ.get("PLUM_DELIVERY_MAX_ATTEMPTS", "8"))
+# Delivery receipts: one HMAC secret per provider name, "name=secret,name2=secret2".
+PLUM_DELIVERY_RECEIPT_SECRETS = dict(
+    item.split("=", 1) for item in env_list("PLUM_DELIVERY_RECEIPT_SECRETS") if "=" in item
+)
+PLUM_DELIVERY_RECEIPT_TOLERANCE_SECONDS = int(
+    os.environ.get("PLUM_DELIVERY_RECEIPT_TOLERANCE_SECONDS", "300")
+)
+
 LOGIN_URL = "/admin/login/"
 
 LOGGING = {

@@ -1,3 +1,4 @@
+from orders.api import delivery as delivery_api
 from orders.api import orders as api
 from orders.api import payouts as payouts_api
 from plum.api.base import api_route
@@ -21,4 +22,15 @@ urlpatterns = [
         )
     ],
     *api_route("payouts", payouts_api.PayoutListApi.as_view(), "payout-list"),
+    *api_route("deliveries", delivery_api.DeliveryListApi.as_view(), "delivery-list"),
+    *api_route(
+        "deliveries/<int:delivery_id>/resend",
+        delivery_api.DeliveryResendApi.as_view(),
+        "delivery-resend",
+    ),
+    *api_route(
+        "delivery-receipts/<slug:provider>",
+        delivery_api.DeliveryReceiptApi.as_view(),
+        "delivery-receipt",
+    ),
 ]

@@ -1,5 +1,10 @@
 """Every write in orders, one module per use-case family; import from here."""
 
+from orders.services.delivery import (
+    deliveries_queue,
+    delivery_receipt_record,
+    delivery_resend,
+)
 from orders.services.issuance import (
     booking_id_new,
     order_approve,
@@ -19,6 +24,9 @@ from orders.services.payouts import (
 )
 
 __all__ = [
+    "deliveries_queue",
+    "delivery_receipt_record",
+    "delivery_resend",
     "booking_id_new",
     "order_approve",
     "order_cancel",

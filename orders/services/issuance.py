@@ -44,6 +44,7 @@ from orders.errors import (
     RedemptionTestModeError,
 )
 from orders.models import ORDER_TRANSITIONS, Order
+from orders.services.delivery import deliveries_queue
 from plum.actors import Actor
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
@@ -170,6 +171,7 @@ def _issue(
     _order_event("order.created", order)
     if order.status == Order.Status.COMPLETED:
         _order_event("order.completed", order, voucher_id=order.voucher_id)
+        deliveries_queue(orders=[order], actor=actor)
     else:
         _order_event("order.pending_approval", order)
     return order
@@ -356,6 +358,7 @@ def order_approve(*, order: Order, actor: Actor) -> Order:
             },
         )
         _order_event("order.completed", current, voucher_id=voucher.pk)
+        deliveries_queue(orders=[current], actor=actor)
         return current
 
 

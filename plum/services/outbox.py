@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.db import transaction
@@ -69,6 +69,32 @@ def outbox_enqueue(*, kind: str, payload: dict, programme_id: int | None = None)
     )
     transaction.on_commit(lambda: _schedule_delivery(message.pk))
     return message
+
+
+def outbox_enqueue_many(
+    *, kind: str, messages: list[tuple[dict, int | None]], max_attempts: int | None = None
+) -> list[OutboxMessage]:
+    """`outbox_enqueue` for many messages in one INSERT: (payload, programme_id) pairs. The
+    ids are drawn here, so the caller can point its own rows at them in the same
+    transaction."""
+    if kind not in _senders:
+        raise ValueError(f"No outbox sender is registered for {kind!r}")
+    now = timezone.now()
+    rows = [
+        OutboxMessage(
+            id=uuid4(),
+            kind=kind,
+            payload=payload,
+            programme_id=programme_id,
+            next_attempt_at=now,
+            max_attempts=max_attempts or settings.OUTBOX_MAX_ATTEMPTS,
+        )
+        for payload, programme_id in messages
+    ]
+    OutboxMessage.objects.bulk_create(rows)
+    ids = [row.pk for row in rows]
+    transaction.on_commit(lambda: [_schedule_delivery(pk) for pk in ids])
+    return rows
 
 
 def _schedule_delivery(message_id: UUID) -> None:

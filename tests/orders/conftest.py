@@ -11,6 +11,7 @@ from orders.models import Order
 from plum.models import AuditEvent, Member, OutboxMessage
 from tests.campaigns.builders import make_campaign as build_campaign
 from tests.factories import MemberFactory
+from tests.orders.delivery_stubs import http_providers, provider  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True)
