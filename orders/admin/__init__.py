@@ -1,3 +1,6 @@
 """Orders in the admin, one module per part of the app; importing registers them."""
 
-from orders.admin import orders  # noqa: F401
+from orders.admin import (
+    orders,  # noqa: F401
+    rules,  # noqa: F401
+)

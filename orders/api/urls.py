@@ -1,3 +1,4 @@
+from orders.api import events as events_api
 from orders.api import orders as api
 from plum.api.base import api_route
 
@@ -6,6 +7,8 @@ app_name = "orders-api"
 urlpatterns = [
     *api_route("issuances", api.IssuanceCreateApi.as_view(), "issuance-create"),
     *api_route("redemptions", api.RedemptionCreateApi.as_view(), "redemption-create"),
+    *api_route("events", events_api.EventCreateApi.as_view(), "event-create"),
+    *api_route("events/<str:event_id>", events_api.EventDetailApi.as_view(), "event-detail"),
     *api_route("orders", api.OrderListApi.as_view(), "order-list"),
     # Before orders/<booking_id>: "counts" is not a booking id.
     *api_route("orders/counts", api.OrderCountsApi.as_view(), "order-counts"),

@@ -11,6 +11,14 @@ from orders.services.issuance import (
     recipient_upsert,
     redemption_points,
 )
+from orders.services.rules import (
+    condition_check,
+    event_get,
+    event_ingest,
+    rule_match,
+    rule_save,
+    rule_validate,
+)
 
 __all__ = [
     "booking_id_new",
@@ -22,4 +30,12 @@ __all__ = [
     "order_reject",
     "recipient_upsert",
     "redemption_points",
+]
+__all__ += [
+    "condition_check",
+    "event_get",
+    "event_ingest",
+    "rule_match",
+    "rule_save",
+    "rule_validate",
 ]
