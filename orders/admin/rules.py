@@ -123,6 +123,8 @@ class WorkflowRuleAdmin(ProgrammeScopedAdmin):
             if row.cleaned_data and not row.cleaned_data.get("DELETE")
         ]
         rule_save(rule=form.instance, conditions=conditions, actor=request.user)
+        for formset in formsets:  # the admin's change message reads these; the audit log has all
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
 
 # --- events -------------------------------------------------------------------------------

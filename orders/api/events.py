@@ -190,6 +190,9 @@ class EventDetailApi(PlumApiView):
     @extend_schema(operation_id="events_retrieve", responses=EventOutput)
     def get(self, request, event_id: str):
         event = selectors.event_get_for(principal=request.user, event_id=event_id)
+        if event is None and event_id.endswith("/"):
+            # The path route also takes the trailing slash every API path accepts.
+            event = selectors.event_get_for(principal=request.user, event_id=event_id[:-1])
         if event is None:
             raise EventNotFoundError()
         return Response(EventOutput(_stored(event)).data)

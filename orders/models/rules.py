@@ -214,7 +214,8 @@ class RuleCondition(models.Model):
         return f"{self.field} {self.operator} {self.value}"
 
     def clean(self):
-        parse_condition_value(self.value_type, self.operator, self.value)
+        if self.operator in Operator.values and self.value_type in ValueType.values:
+            parse_condition_value(self.value_type, self.operator, self.value)
 
     def snapshot(self) -> dict:
         return {
