@@ -384,3 +384,34 @@ def test_decimal_comparison_is_exact():
     # 0.1 + 0.2 style float noise never leaks into a comparison: 40.1 is compared as "40.1"
     assert condition_check(cond("x", "==", "40.1"), {"x": 40.1}).holds
     assert Decimal(repr(40.1)) == Decimal("40.1")
+
+
+@pytest.mark.django_db
+def test_a_manager_edits_a_rule_and_its_conditions_in_the_admin(
+    client, make_user, programme, campaign, reward_rule
+):
+    # given
+    rule = rule_save(rule=reward_rule(), conditions=[cond("spend", ">=", "500")], actor=SYSTEM)
+    existing = rule.conditions.get()
+    client.force_login(make_user(roles.PROGRAMME_MANAGER, programme))
+    form = rule_form(
+        programme,
+        campaign,
+        **{
+            "priority": "3",
+            "stop_after": "on",
+            "conditions-INITIAL_FORMS": "1",
+            "conditions-0-id": existing.pk,
+            "conditions-0-rule": rule.pk,
+            "conditions-0-DELETE": "on",
+        },
+    )
+    # when
+    response = client.post(f"{CHANGELIST}{rule.pk}/change/", form)
+    # then: the deleted condition is gone, the new one is there
+    assert response.status_code == 302, response.content.decode()[:3000]
+    rule.refresh_from_db()
+    assert (rule.priority, rule.stop_after) == (3, True)
+    assert [str(c) for c in rule.conditions.all()] == ["tier == gold"]
+    event = AuditEvent.objects.get(action="rule.update", object_id=str(rule.pk))
+    assert event.changes["priority"] == [100, 3]
