@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -624,3 +625,41 @@ def test_members_from_a_factory_are_found_by_external_id(client_api, programme):
     MemberFactory(programme=programme, external_id="EMP-001", email="old@example.com")
     post(client_api, body())
     assert Event.objects.get().member.email == "old@example.com"
+
+
+# --- the database's own rules -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"outcome": "refused", "matched": True, "code": ""},
+        {"outcome": "issued", "matched": True},
+        {"outcome": "points_awarded", "matched": True},
+        {"outcome": "not_matched", "matched": True},
+        {"outcome": "issued", "matched": False},
+    ],
+)
+def test_the_database_refuses_an_inconsistent_outcome(client_api, make_rule, campaign, fields):
+    rule = make_rule(name="Reward", campaign=campaign, conditions=[cond("spend", ">", "1000")])
+    post(client_api, body())
+    event = Event.objects.get()
+    EventRuleOutcome.objects.filter(event=event).delete()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        EventRuleOutcome.objects.create(
+            event=event, rule=rule, position=1, rule_name="x", action="reward", **fields
+        )
+
+
+def test_the_database_refuses_a_second_event_with_the_same_id(client_api):
+    post(client_api, body())
+    event = Event.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Event.objects.create(
+            programme=event.programme,
+            api_client=event.api_client,
+            event_id=event.event_id,
+            event_type="purchase",
+            occurred_at=timezone.now(),
+            member=event.member,
+        )

@@ -4,6 +4,7 @@ validation on save, and the rules admin."""
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from orders.models import RuleCondition, WorkflowRule
 from orders.services import condition_check, rule_save
@@ -264,8 +265,6 @@ def test_rule_fields_are_validated(reward_rule, fields, errors):
 
 @pytest.mark.django_db
 def test_the_database_refuses_a_reward_rule_without_a_campaign(programme):
-    from django.db import IntegrityError, transaction
-
     with pytest.raises(IntegrityError), transaction.atomic():
         WorkflowRule.objects.create(
             programme=programme, name="x", event_type="purchase", action="reward"
