@@ -236,7 +236,10 @@ def rule_save(*, rule: WorkflowRule, conditions: list[dict], actor: Actor) -> Wo
             if before.programme_id != rule.programme_id:
                 raise InvalidInputError(fields={"programme": ["A rule cannot change programme."]})
         old = _rule_state(before)
-        rule.save()
+        if before is None:
+            rule.save(force_insert=True)
+        else:
+            rule.save(update_fields=[*RULE_FIELDS[1:], "updated_at"])
         RuleCondition.objects.filter(rule=rule).delete()
         for row in rows:
             row.rule = rule
