@@ -21,3 +21,21 @@ class OrdersConfig(AppConfig):
         roles.register_role_perms(roles.PROGRAMME_MANAGER, delivery_perms)
         roles.register_role_perms(roles.SUPPORT_AGENT, delivery_perms)
         roles.register_role_perms(roles.FINANCE, delivery_perms)
+        # Workflow rules and events: managers configure rules; everyone who sees the
+        # programme's orders may read its events and why each rule did what it did.
+        roles.register_role_perms(
+            roles.PROGRAMME_MANAGER,
+            {
+                "orders.view_workflowrule",
+                "orders.add_workflowrule",
+                "orders.change_workflowrule",
+                "orders.view_rulecondition",
+                "orders.add_rulecondition",
+                "orders.change_rulecondition",
+                "orders.delete_rulecondition",
+                "orders.view_event",
+                "orders.view_eventruleoutcome",
+            },
+        )
+        for role in (roles.SUPPORT_AGENT, roles.FINANCE):
+            roles.register_role_perms(role, {"orders.view_event", "orders.view_eventruleoutcome"})

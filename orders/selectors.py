@@ -3,7 +3,7 @@ only, live clients live orders only; staff see both (test ones marked)."""
 
 from django.db.models import Count, Q, QuerySet
 
-from orders.models import Order, Payout
+from orders.models import Event, Order, Payout
 from plum import roles
 from plum.models import ApiClient
 from plum.selectors import Principal, programmes_for, scoped
@@ -89,3 +89,17 @@ def delivery_resendable_for(*, principal: Principal) -> QuerySet:
     return Delivery.objects.select_related("order", "programme").filter(
         programme__in=programmes.values("pk")
     )
+
+
+def event_list_for(*, principal: Principal, perm: str = roles.VIEW) -> QuerySet:
+    """Events of the principal's programmes; an API client sees the events it sent only."""
+    events = scoped(Event.objects.select_related("programme", "member"), principal, perm)
+    if isinstance(principal, ApiClient):
+        events = events.filter(api_client=principal)
+    return events
+
+
+def event_get_for(*, principal: Principal, event_id: str) -> Event | None:
+    """An event by the caller's event id; None for a missing one and one outside scope alike.
+    Event ids are unique per API client: a staff user gets the earliest event with this id."""
+    return event_list_for(principal=principal).filter(event_id=event_id).order_by("id").first()

@@ -1,4 +1,5 @@
 from orders.api import delivery as delivery_api
+from orders.api import events as events_api
 from orders.api import orders as api
 from orders.api import payouts as payouts_api
 from plum.api.base import api_route
@@ -8,6 +9,9 @@ app_name = "orders-api"
 urlpatterns = [
     *api_route("issuances", api.IssuanceCreateApi.as_view(), "issuance-create"),
     *api_route("redemptions", api.RedemptionCreateApi.as_view(), "redemption-create"),
+    *api_route("events", events_api.EventCreateApi.as_view(), "event-create"),
+    # <path:>: event ids are the caller's and may hold a slash (POS/2026/1).
+    *api_route("events/<path:event_id>", events_api.EventDetailApi.as_view(), "event-detail"),
     *api_route("orders", api.OrderListApi.as_view(), "order-list"),
     # Before orders/<booking_id>: "counts" is not a booking id.
     *api_route("orders/counts", api.OrderCountsApi.as_view(), "order-counts"),

@@ -3,14 +3,19 @@
 from orders.models.delivery import DELIVERY_TRANSITIONS, Delivery, DeliveryAttempt
 from orders.models.order import ORDER_TRANSITIONS, Order
 from orders.models.payouts import PAYOUT_TRANSITIONS, Payout, PayoutLine
+from orders.models.rules import Event, EventRuleOutcome, RuleCondition, WorkflowRule
 
 __all__ = [
     "DELIVERY_TRANSITIONS",
     "Delivery",
     "DeliveryAttempt",
+    "Event",
+    "EventRuleOutcome",
     "ORDER_TRANSITIONS",
     "Order",
     "PAYOUT_TRANSITIONS",
     "Payout",
     "PayoutLine",
+    "RuleCondition",
+    "WorkflowRule",
 ]

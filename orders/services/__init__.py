@@ -22,24 +22,36 @@ from orders.services.payouts import (
     payout_period_containing,
     payouts_close,
 )
+from orders.services.rules import (
+    condition_check,
+    event_get,
+    event_ingest,
+    rule_match,
+    rule_save,
+    rule_validate,
+)
 
 __all__ = [
+    "booking_id_new",
+    "condition_check",
     "deliveries_queue",
     "delivery_receipt_record",
     "delivery_resend",
-    "booking_id_new",
+    "event_get",
+    "event_ingest",
     "order_approve",
     "order_cancel",
     "order_issue",
     "order_issue_to_recipient",
     "order_redeem_points",
     "order_reject",
-    "recipient_upsert",
-    "redemption_points",
-]
-__all__ += [
     "payout_approve",
     "payout_mark_paid",
     "payout_period_containing",
     "payouts_close",
+    "recipient_upsert",
+    "redemption_points",
+    "rule_match",
+    "rule_save",
+    "rule_validate",
 ]
