@@ -87,7 +87,8 @@ def login_failure_record(*, username: str, ip: str | None) -> int:
     with transaction.atomic():
         audit_log(
             actor=actor,
-            action="store.login_failed" if failures < LOGIN_MAX_FAILURES else "store.login_locked",
+            # Exactly one count reaches the limit, however many fail at once: one lockout event.
+            action="store.login_locked" if failures == LOGIN_MAX_FAILURES else "store.login_failed",
             object_type="store.login",
             object_id=username[:100],
             changes={"failures": [failures - 1, failures]},
