@@ -74,7 +74,12 @@ def store_catalog_for(
     points, with the reward and merchant, each annotated with `points_cost` (value x price,
     rounded up, as `redemption_points` charges). Keyset pages: `after` is the (sort key, id) of
     the previous page's last row; one query per page whatever the page number, and `limit + 1`
-    rows are read so the caller knows whether there is a next page."""
+    rows are read so the caller knows whether there is a next page.
+
+    On Postgres the sort and filter keys come from `StoreListing` (kept by triggers), so a page
+    is a range scan of a partial index, then a primary-key probe per row shown; elsewhere they
+    are computed live (fine for an embedded demo's catalog)."""
+    from django.db import connection
     from django.db.models import DecimalField, ExpressionWrapper, F
     from django.db.models.functions import Ceil
 
@@ -90,7 +95,16 @@ def store_catalog_for(
             reward__is_active=True,
         )
         .select_related("reward", "reward__merchant")
-        .annotate(
+    )
+    if connection.vendor == "postgresql":
+        prefix = "store_listing__"
+        campaigns = campaigns.filter(
+            store_listing__programme_id=member.programme_id, store_listing__listed=True
+        ).annotate(points_cost=F("store_listing__points_cost"))
+        keys = {"points": "store_listing__points_cost", "name": "store_listing__name"}
+    else:
+        prefix = "reward__"
+        campaigns = campaigns.annotate(
             points_cost=Ceil(
                 ExpressionWrapper(
                     F("value") * F("reward__points_price"),
@@ -98,29 +112,41 @@ def store_catalog_for(
                 )
             )
         )
-    )
+        keys = {"points": "points_cost", "name": "reward__name"}
     if country:
-        campaigns = campaigns.filter(reward__country=country)
+        campaigns = campaigns.filter(**{f"{prefix}country": country})
     if kind:
-        campaigns = campaigns.filter(reward__kind=kind)
+        campaigns = campaigns.filter(**{f"{prefix}kind": kind})
     if merchant_id:
-        campaigns = campaigns.filter(reward__merchant_id=merchant_id)
+        campaigns = campaigns.filter(**{f"{prefix}merchant_id": merchant_id})
     if q:
-        campaigns = campaigns.filter(
-            Q(reward__in=Reward.objects.filter(name__icontains=q).values("pk"))
-            | Q(reward__merchant__in=Merchant.objects.filter(name__icontains=q).values("pk"))
-        )
-    key = {"points": "points_cost", "-points": "points_cost", "name": "reward__name"}[sort]
-    descending = sort.startswith("-")
-    if after is not None:
-        value, last_id = after
-        if descending:
-            campaigns = campaigns.filter(
-                Q(**{f"{key}__lt": value}) | Q(**{key: value}, id__lt=last_id)
-            )
+        brands = Merchant.objects.filter(name__icontains=q).values("pk")
+        if prefix == "store_listing__":
+            # Brands matched first (a small table, one query), so the planner sees a plain
+            # trigram match on the listing, OR a short id list: a rare word takes the trigram
+            # index, a common one the points-ordered scan.
+            brand_ids = list(brands.values_list("pk", flat=True)[:200])
+            match = Q(store_listing__name__icontains=q)
+            if brand_ids:
+                match |= Q(store_listing__merchant_id__in=brand_ids)
+            campaigns = campaigns.filter(match)
         else:
             campaigns = campaigns.filter(
-                Q(**{f"{key}__gt": value}) | Q(**{key: value}, id__gt=last_id)
+                Q(reward__in=Reward.objects.filter(name__icontains=q).values("pk"))
+                | Q(reward__merchant__in=brands)
+            )
+    descending = sort.startswith("-")
+    key = keys[sort.lstrip("-")]
+    if after is not None:
+        value, last_id = after
+        # The bound alone is an index condition; the OR only sorts out ties on the bound.
+        if descending:
+            campaigns = campaigns.filter(**{f"{key}__lte": value}).filter(
+                Q(**{f"{key}__lt": value}) | Q(id__lt=last_id)
+            )
+        else:
+            campaigns = campaigns.filter(**{f"{key}__gte": value}).filter(
+                Q(**{f"{key}__gt": value}) | Q(id__gt=last_id)
             )
     order = [f"-{key}", "-id"] if descending else [key, "id"]
     return list(campaigns.order_by(*order)[: limit + 1])

@@ -35,3 +35,50 @@ class StoreRedeemToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token[:8]}… ({'claimed' if self.claimed_at else 'open'})"
+
+
+class StoreListing(models.Model):
+    """The storefront catalog's sort and filter keys, one row per campaign, kept by Postgres
+    triggers on the campaign and reward tables (migration `store_listing`): a campaign's points
+    cost (value x the reward's points price, rounded up, as `redemption_points` charges) lives
+    on one table with its programme and filters, so a page of 100,000 rewards sorted by points
+    is an index range scan, not a sort of the whole catalog. Never written by Python code. On
+    SQLite (no triggers) the catalog selector computes the same keys live instead."""
+
+    campaign = models.OneToOneField(
+        Campaign,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        related_name="store_listing",
+        db_constraint=False,
+    )
+    programme_id = models.BigIntegerField()
+    points_cost = models.BigIntegerField(null=True)
+    name = models.CharField(max_length=200)
+    country = models.CharField(max_length=2)
+    kind = models.CharField(max_length=20)
+    merchant_id = models.BigIntegerField()
+    # in the storefront, active, auto approval, reward active and priced in points
+    listed = models.BooleanField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["programme_id", "points_cost", "campaign"],
+                condition=Q(listed=True),
+                name="store_listing_points_idx",
+            ),
+            models.Index(
+                fields=["programme_id", "name", "campaign"],
+                condition=Q(listed=True),
+                name="store_listing_name_idx",
+            ),
+            models.Index(
+                fields=["programme_id", "merchant_id", "points_cost", "campaign"],
+                condition=Q(listed=True),
+                name="store_listing_brand_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.points_cost} points"

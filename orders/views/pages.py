@@ -179,6 +179,13 @@ def catalog(request, *, member):
         {
             "member": member,
             "form": form,
+            "filters": {
+                "q": filters.get("q") or "",
+                "country": filters.get("country") or "",
+                "kind": filters.get("kind") or "",
+                "brand": str(filters.get("brand") or ""),
+                "sort": sort,
+            },
             "items": items,
             "next_url": next_url,
             "first_url": first_url,

@@ -765,3 +765,29 @@ def test_vouchers_not_touched_by_page_views(browser, bought):
     assert list(Voucher.objects.values()) == before
     assert timezone.now() - bought.created_at < timedelta(minutes=5)
     assert Member.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+def test_store_listing_follows_campaign_and_reward_changes(programme, make_storefront):
+    """The catalog's sort keys are kept by Postgres triggers: a new campaign is listed with its
+    points cost, a price or value change moves it, ending or leaving the storefront unlists
+    it, and issuing (counter updates) does not touch the listing."""
+    from campaigns.models import Reward
+    from orders.models import StoreListing
+
+    campaign = make_storefront(programme)
+    listing = StoreListing.objects.get(campaign=campaign)
+    assert (listing.points_cost, listing.listed, listing.programme_id) == (1000, True, programme.pk)
+    Reward.objects.filter(pk=campaign.reward_id).update(points_price=3, name="Renamed")
+    listing.refresh_from_db()
+    assert (listing.points_cost, listing.name) == (1500, "Renamed")
+    Campaign.objects.filter(pk=campaign.pk).update(issued_count=1)
+    assert StoreListing.objects.get(campaign=campaign).points_cost == 1500
+    Campaign.objects.filter(pk=campaign.pk).update(in_storefront=False)
+    assert StoreListing.objects.get(campaign=campaign).listed is False
+    Campaign.objects.filter(pk=campaign.pk).update(in_storefront=True)
+    campaign_transition(campaign=campaign, action="end", actor=SYSTEM)
+    assert StoreListing.objects.get(campaign=campaign).listed is False
+    Reward.objects.filter(pk=campaign.reward_id).update(points_price=None)
+    assert StoreListing.objects.get(campaign=campaign).points_cost is None
