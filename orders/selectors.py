@@ -76,15 +76,27 @@ def store_catalog_for(
     the previous page's last row; one query per page whatever the page number, and `limit + 1`
     rows are read so the caller knows whether there is a next page.
 
-    On Postgres the sort and filter keys come from `StoreListing` (kept by triggers), so a page
-    is a range scan of a partial index, then a primary-key probe per row shown; elsewhere they
-    are computed live (fine for an embedded demo's catalog)."""
+    On Postgres the page is picked from `StoreListing` (kept by triggers), see
+    `_store_catalog_from_listing`; elsewhere the keys are computed live (fine for an embedded
+    demo's catalog)."""
     from django.db import connection
     from django.db.models import DecimalField, ExpressionWrapper, F
     from django.db.models.functions import Ceil
 
     from campaigns.models import Campaign, Merchant, Reward
 
+    if connection.vendor == "postgresql":
+        return _store_catalog_from_listing(
+            member=member,
+            now=now,
+            country=country,
+            kind=kind,
+            merchant_id=merchant_id,
+            q=q,
+            sort=sort,
+            after=after,
+            limit=limit,
+        )
     campaigns = (
         Campaign.objects.issuing(now)
         .filter(
@@ -95,16 +107,7 @@ def store_catalog_for(
             reward__is_active=True,
         )
         .select_related("reward", "reward__merchant")
-    )
-    if connection.vendor == "postgresql":
-        prefix = "store_listing__"
-        campaigns = campaigns.filter(
-            store_listing__programme_id=member.programme_id, store_listing__listed=True
-        ).annotate(points_cost=F("store_listing__points_cost"))
-        keys = {"points": "store_listing__points_cost", "name": "store_listing__name"}
-    else:
-        prefix = "reward__"
-        campaigns = campaigns.annotate(
+        .annotate(
             points_cost=Ceil(
                 ExpressionWrapper(
                     F("value") * F("reward__points_price"),
@@ -112,44 +115,80 @@ def store_catalog_for(
                 )
             )
         )
-        keys = {"points": "points_cost", "name": "reward__name"}
+    )
     if country:
-        campaigns = campaigns.filter(**{f"{prefix}country": country})
+        campaigns = campaigns.filter(reward__country=country)
     if kind:
-        campaigns = campaigns.filter(**{f"{prefix}kind": kind})
+        campaigns = campaigns.filter(reward__kind=kind)
     if merchant_id:
-        campaigns = campaigns.filter(**{f"{prefix}merchant_id": merchant_id})
+        campaigns = campaigns.filter(reward__merchant_id=merchant_id)
     if q:
-        brands = Merchant.objects.filter(name__icontains=q).values("pk")
-        if prefix == "store_listing__":
-            # Brands matched first (a small table, one query), so the planner sees a plain
-            # trigram match on the listing, OR a short id list: a rare word takes the trigram
-            # index, a common one the points-ordered scan.
-            brand_ids = list(brands.values_list("pk", flat=True)[:200])
-            match = Q(store_listing__name__icontains=q)
-            if brand_ids:
-                match |= Q(store_listing__merchant_id__in=brand_ids)
-            campaigns = campaigns.filter(match)
-        else:
-            campaigns = campaigns.filter(
-                Q(reward__in=Reward.objects.filter(name__icontains=q).values("pk"))
-                | Q(reward__merchant__in=brands)
-            )
+        campaigns = campaigns.filter(
+            Q(reward__in=Reward.objects.filter(name__icontains=q).values("pk"))
+            | Q(reward__merchant__in=Merchant.objects.filter(name__icontains=q).values("pk"))
+        )
+    key = {"points": "points_cost", "name": "reward__name"}[sort.lstrip("-")]
+    campaigns = _keyset(campaigns, key=key, id_field="id", sort=sort, after=after)
+    return list(campaigns[: limit + 1])
+
+
+def _keyset(rows, *, key: str, id_field: str, sort: str, after: tuple | None):
     descending = sort.startswith("-")
-    key = keys[sort.lstrip("-")]
     if after is not None:
         value, last_id = after
         # The bound alone is an index condition; the OR only sorts out ties on the bound.
         if descending:
-            campaigns = campaigns.filter(**{f"{key}__lte": value}).filter(
-                Q(**{f"{key}__lt": value}) | Q(id__lt=last_id)
+            rows = rows.filter(**{f"{key}__lte": value}).filter(
+                Q(**{f"{key}__lt": value}) | Q(**{f"{id_field}__lt": last_id})
             )
         else:
-            campaigns = campaigns.filter(**{f"{key}__gte": value}).filter(
-                Q(**{f"{key}__gt": value}) | Q(id__gt=last_id)
+            rows = rows.filter(**{f"{key}__gte": value}).filter(
+                Q(**{f"{key}__gt": value}) | Q(**{f"{id_field}__gt": last_id})
             )
-    order = [f"-{key}", "-id"] if descending else [key, "id"]
-    return list(campaigns.order_by(*order)[: limit + 1])
+    order = [f"-{key}", f"-{id_field}"] if descending else [key, id_field]
+    return rows.order_by(*order)
+
+
+def _store_catalog_from_listing(
+    *, member, now, country, kind, merchant_id, q, sort, after, limit
+) -> list:
+    """Postgres: one query on `StoreListing` alone picks the page (an index range scan, or for
+    a text search a trigram bitmap and a top-N sort of the listing rows only), a second loads
+    those campaigns by primary key."""
+    from campaigns.models import Campaign, Merchant
+    from orders.models import StoreListing
+
+    rows = StoreListing.objects.filter(
+        programme_id=member.programme_id, listed=True, starts_at__lte=now
+    ).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+    if country:
+        rows = rows.filter(country=country)
+    if kind:
+        rows = rows.filter(kind=kind)
+    if merchant_id:
+        rows = rows.filter(merchant_id=merchant_id)
+    if q:
+        # Brands first (a small table): the planner then sees a trigram match OR a short list.
+        brand_ids = list(
+            Merchant.objects.filter(name__icontains=q).values_list("pk", flat=True)[:200]
+        )
+        match = Q(name__icontains=q)
+        if brand_ids:
+            match |= Q(merchant_id__in=brand_ids)
+        rows = rows.filter(match)
+    key = {"points": "points_cost", "name": "name"}[sort.lstrip("-")]
+    rows = _keyset(rows, key=key, id_field="campaign_id", sort=sort, after=after)
+    page = list(rows.values_list("campaign_id", "points_cost")[: limit + 1])
+    campaigns = Campaign.objects.select_related("reward", "reward__merchant").in_bulk(
+        [campaign_id for campaign_id, _ in page]
+    )
+    result = []
+    for campaign_id, points_cost in page:
+        campaign = campaigns.get(campaign_id)
+        if campaign is not None:
+            campaign.points_cost = points_cost
+            result.append(campaign)
+    return result
 
 
 def store_catalog_facets(*, member) -> dict:

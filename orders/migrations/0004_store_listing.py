@@ -31,6 +31,8 @@ class Migration(migrations.Migration):
                 ("country", models.CharField(max_length=2)),
                 ("kind", models.CharField(max_length=20)),
                 ("merchant_id", models.BigIntegerField()),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField(null=True)),
                 ("listed", models.BooleanField()),
             ],
             options={
@@ -62,15 +64,17 @@ LISTED = (
 )
 UPSERT = f"""
     INSERT INTO orders_storelisting
-        (campaign_id, programme_id, points_cost, name, country, kind, merchant_id, listed)
+        (campaign_id, programme_id, points_cost, name, country, kind, merchant_id, starts_at,
+         ends_at, listed)
     SELECT c.id, c.programme_id, CEIL(c.value * r.points_price)::bigint, r.name, r.country,
-           r.kind, r.merchant_id, {LISTED}
+           r.kind, r.merchant_id, c.starts_at, c.ends_at, {LISTED}
     FROM campaigns_campaign c JOIN campaigns_reward r ON r.id = c.reward_id
     WHERE %s
     ON CONFLICT (campaign_id) DO UPDATE SET
         programme_id = EXCLUDED.programme_id, points_cost = EXCLUDED.points_cost,
         name = EXCLUDED.name, country = EXCLUDED.country, kind = EXCLUDED.kind,
-        merchant_id = EXCLUDED.merchant_id, listed = EXCLUDED.listed
+        merchant_id = EXCLUDED.merchant_id, starts_at = EXCLUDED.starts_at,
+        ends_at = EXCLUDED.ends_at, listed = EXCLUDED.listed
 """  # noqa: S608 - constant SQL, no input
 FORWARD = [
     f"""
@@ -95,7 +99,7 @@ FORWARD = [
     """
     CREATE TRIGGER orders_store_listing_campaign_write
     AFTER INSERT OR UPDATE OF programme_id, reward_id, value, status, in_storefront,
-        approval_mode ON campaigns_campaign
+        approval_mode, starts_at, ends_at ON campaigns_campaign
     FOR EACH ROW EXECUTE FUNCTION orders_store_listing_campaign()
     """,
     """

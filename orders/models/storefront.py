@@ -42,8 +42,8 @@ class StoreListing(models.Model):
     triggers on the campaign and reward tables (migration `store_listing`): a campaign's points
     cost (value x the reward's points price, rounded up, as `redemption_points` charges) lives
     on one table with its programme and filters, so a page of 100,000 rewards sorted by points
-    is an index range scan, not a sort of the whole catalog. Never written by Python code. On
-    SQLite (no triggers) the catalog selector computes the same keys live instead."""
+    is an index range scan of this one table, not a sort of the whole catalog. Never written by
+    Python code. On SQLite (no triggers) the catalog selector computes the keys live instead."""
 
     campaign = models.OneToOneField(
         Campaign,
@@ -58,6 +58,8 @@ class StoreListing(models.Model):
     country = models.CharField(max_length=2)
     kind = models.CharField(max_length=20)
     merchant_id = models.BigIntegerField()
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True)
     # in the storefront, active, auto approval, reward active and priced in points
     listed = models.BooleanField()
 

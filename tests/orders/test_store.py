@@ -791,3 +791,15 @@ def test_store_listing_follows_campaign_and_reward_changes(programme, make_store
     assert StoreListing.objects.get(campaign=campaign).listed is False
     Reward.objects.filter(pk=campaign.reward_id).update(points_price=None)
     assert StoreListing.objects.get(campaign=campaign).points_cost is None
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+def test_store_listing_follows_campaign_dates(programme, make_storefront, browser):
+    from orders.models import StoreListing
+
+    campaign = make_storefront(programme, reward_fields={"name": "Dated reward"})
+    later = timezone.now() + timedelta(days=3)
+    Campaign.objects.filter(pk=campaign.pk).update(starts_at=later, ends_at=later + timedelta(1))
+    assert StoreListing.objects.get(campaign=campaign).starts_at == later
+    assert "Dated reward" not in browser.get(reverse("store:catalog")).content.decode()
