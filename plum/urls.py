@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/v1/", include("campaigns.api_urls")),
     path("api/v1/", include("wallets.api_urls")),
     path("api/v1/", include("orders.api.urls")),
+    path("store/", include("orders.urls_store")),
+    path("store/", include("support.urls_store")),
 ]
 
 handler400 = "plum.views.bad_request"

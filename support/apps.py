@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class SupportConfig(AppConfig):
     name = "support"
+
+    def ready(self):
+        from plum import roles
+
+        roles.register_role_perms(roles.SUPPORT_AGENT, {"support.view_ticket"})
+        roles.register_role_perms(roles.PROGRAMME_MANAGER, {"support.view_ticket"})

@@ -4,6 +4,7 @@ from orders.models.delivery import DELIVERY_TRANSITIONS, Delivery, DeliveryAttem
 from orders.models.order import ORDER_TRANSITIONS, Order
 from orders.models.payouts import PAYOUT_TRANSITIONS, Payout, PayoutLine
 from orders.models.rules import Event, EventRuleOutcome, RuleCondition, WorkflowRule
+from orders.models.storefront import StoreListing, StoreRedeemToken
 
 __all__ = [
     "DELIVERY_TRANSITIONS",
@@ -17,5 +18,7 @@ __all__ = [
     "Payout",
     "PayoutLine",
     "RuleCondition",
+    "StoreListing",
+    "StoreRedeemToken",
     "WorkflowRule",
 ]
