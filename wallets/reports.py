@@ -326,8 +326,10 @@ def statement_months(*, programme_id: int, first: date, last: date) -> list[Stat
     first, last = month_start(first), month_start(last)
     end = _start_of(_next_month(last))
     current = month_start(timezone.localdate())
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql" and outermost:
+            # Inside a caller's transaction, the caller's isolation holds instead.
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         grouped = list(
