@@ -363,9 +363,11 @@ def _earn_many(*, programme, awards, reason, reference, idempotency_key, actor, 
                 "member_id", flat=True
             )
         )
+        # In member order: two batches creating the same wallets insert them in one order,
+        # so neither waits on a row the other inserted after waiting on it.
         new = [
             Account(programme_id=programme.pk, kind=AccountKind.MEMBER_WALLET, member_id=pk)
-            for pk in points_by_member
+            for pk in sorted(points_by_member)
             if pk not in known
         ]
         Account.objects.bulk_create(new, ignore_conflicts=True)
