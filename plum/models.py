@@ -215,6 +215,9 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     hash = models.CharField(max_length=64)
+    # The member the action was taken against (the object is the member, or belongs to one:
+    # an order, a voucher, a wallet), so a member's audit log is one indexed query.
+    member_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -222,6 +225,11 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
             models.Index(fields=["programme_id", "-occurred_at"], name="audit_programme_idx"),
             models.Index(fields=["actor_user_id"], name="audit_actor_user_idx"),
+            models.Index(
+                fields=["member_id", "-id"],
+                condition=models.Q(member_id__isnull=False),
+                name="audit_member_idx",
+            ),
         ]
 
     def __str__(self) -> str:

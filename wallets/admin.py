@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from plum import roles, selectors
 from plum.admin import ProgrammeScopedAdmin
 from plum.errors import PlumError
+from wallets.admin_reports import WalletReportViews
 from wallets.models import (
     MAX_POINTS,
     Account,
@@ -141,7 +142,10 @@ class PostingInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ReadOnlyMixin, ProgrammeScopedAdmin):
+class LedgerTransactionAdmin(WalletReportViews, ReadOnlyMixin, ProgrammeScopedAdmin):
+    """The ledger's transactions, and the wallet reports (wallets.admin_reports) under its
+    URLs: reports/, statement/, member/<id>/audit/."""
+
     list_display = [
         "id",
         "programme",

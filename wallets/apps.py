@@ -6,6 +6,10 @@ class WalletsConfig(AppConfig):
 
     def ready(self):
         from plum import roles
+        from plum.demo import register_demo_seeder
+        from wallets.demo import seed_wallets
+
+        register_demo_seeder(seed_wallets)
 
         ledger_views = {
             "wallets.view_account",

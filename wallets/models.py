@@ -138,6 +138,9 @@ class LedgerTransaction(models.Model):
         indexes = [
             models.Index(fields=["programme", "-created_at"], name="ledger_txn_programme_idx"),
             models.Index(fields=["programme", "reference"], name="ledger_txn_reference_idx"),
+            # The wallet report filtered by kind over a date range (burns of a week, say):
+            # without it, every transaction of the range is read to keep a few.
+            models.Index(fields=["programme", "kind", "-created_at"], name="ledger_txn_kind_idx"),
         ]
 
     def __str__(self) -> str:

@@ -23,8 +23,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from plum.actors import SYSTEM, Actor, actor_fields
@@ -148,16 +147,24 @@ def _replay(existing: LedgerTransaction, kind: str, legs: list[Leg]) -> LedgerTr
 
 
 def _move(leg: Leg) -> int:
-    """Apply one leg to its account's balance; return the balance after it. A wallet is
-    debited only by a conditional UPDATE: zero rows means not enough points."""
-    accounts = Account.objects.filter(pk=leg.account.pk)
+    """Apply one leg to its account's balance; return the balance after it, from the same
+    statement (UPDATE ... RETURNING). A wallet is debited only by a conditional UPDATE: no row
+    back means not enough points. The UPDATE holds the row lock until commit, so the returned
+    balance is the one this posting produced, and postings of an account are written in the
+    order of their balances (what check_ledger's balance_after chain relies on)."""
+    table = connection.ops.quote_name(Account._meta.db_table)
+    sql = f"UPDATE {table} SET balance = balance + %s WHERE id = %s"  # noqa: S608 - no input
+    params = [leg.amount, leg.account.pk]
     if leg.account.kind == AccountKind.MEMBER_WALLET and leg.amount < 0:
-        accounts = accounts.filter(balance__gte=-leg.amount)
-    if not accounts.update(balance=F("balance") + leg.amount):
+        sql += " AND balance >= %s"
+        params.append(-leg.amount)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING balance", params)
+        row = cursor.fetchone()
+    if row is None:
         balance = Account.objects.values_list("balance", flat=True).get(pk=leg.account.pk)
         raise InsufficientPointsError(balance=balance)
-    # The UPDATE holds the row lock until commit: this read is the balance our leg produced.
-    return Account.objects.values_list("balance", flat=True).get(pk=leg.account.pk)
+    return row[0]
 
 
 def _post(
@@ -226,13 +233,17 @@ def _post(
 
 
 def _audit_wallet_leg(txn: LedgerTransaction, posting: Posting, actor: Actor) -> None:
+    _audit_leg(txn, posting, posting.account.member_id, actor)
+
+
+def _audit_leg(txn: LedgerTransaction, posting: Posting, member_id: int, actor: Actor) -> None:
     """Audited against the member, so that the member's audit log lists every credit and
     debit with the transaction that made it."""
     audit_log(
         actor=actor,
         action=f"points.{txn.kind}",
         object_type="plum.member",
-        object_id=posting.account.member_id,
+        object_id=member_id,
         programme_id=txn.programme_id,
         changes={
             "balance": [posting.balance_after - posting.amount, posting.balance_after],
@@ -276,6 +287,131 @@ def points_earn(
             actor=actor,
             legs=[Leg(funding, -points), Leg(wallet, points)],
         )
+
+
+def points_earn_many(
+    *,
+    programme: Programme,
+    awards: list[tuple[Member, int]],
+    reason: str = Reason.MILESTONE_AWARD,
+    reference: str = "",
+    idempotency_key: str,
+    actor: Actor,
+    note: str = "",
+) -> tuple[LedgerTransaction, bool]:
+    """Credit many members at once (a batch of milestone awards): one balanced transaction
+    with one posting per member and one funding posting, written set-based: wallets created
+    with one INSERT, locked in primary-key order with one SELECT ... FOR NO KEY UPDATE (the
+    lock order every posting follows), balances moved with one UPDATE ... FROM (VALUES)
+    RETURNING, postings inserted with one INSERT. Each member's credit is audited against the
+    member. A replay of the key returns the first transaction; the same key with other awards
+    raises LedgerKeyReusedError. A member of another programme, or named twice, is refused."""
+    if not awards:
+        raise InvalidInputError(fields={"awards": ["Give at least one award."]})
+    fields: dict[str, list[str]] = {}
+    seen: set[int] = set()
+    for member, points in awards:
+        _check_points(points)
+        if member.programme_id != programme.pk:
+            fields.setdefault("awards", []).append(f"Member {member.pk} is not in {programme}.")
+        if member.pk in seen:
+            fields.setdefault("awards", []).append(f"Member {member.pk} is named twice.")
+        seen.add(member.pk)
+    if fields:
+        raise InvalidInputError(fields=fields)
+    if sum(points for _, points in awards) > MAX_POINTS:
+        raise InvalidInputError(fields={"awards": [f"At most {MAX_POINTS} points in one batch."]})
+    _check_text(reference=reference, idempotency_key=idempotency_key, reason=reason)
+    existing = LedgerTransaction.objects.filter(
+        programme_id=programme.pk, idempotency_key=idempotency_key
+    ).first()
+    if existing is None:
+        try:
+            return _earn_many(
+                programme=programme,
+                awards=awards,
+                reason=reason,
+                reference=reference,
+                idempotency_key=idempotency_key,
+                actor=actor,
+                note=note,
+            )
+        except IntegrityError:
+            existing = LedgerTransaction.objects.filter(
+                programme_id=programme.pk, idempotency_key=idempotency_key
+            ).first()
+            if existing is None:
+                raise
+    stored = existing.postings.filter(account__kind=AccountKind.MEMBER_WALLET).values_list(
+        "account__member_id", "amount"
+    )
+    wanted = [(member.pk, points) for member, points in awards]
+    if _fingerprint(existing.kind, stored) != _fingerprint(TransactionKind.EARN, wanted):
+        raise LedgerKeyReusedError()
+    return existing, False
+
+
+def _earn_many(*, programme, awards, reason, reference, idempotency_key, actor, note):
+    points_by_member = {member.pk: points for member, points in awards}
+    total = sum(points_by_member.values())
+    with transaction.atomic():
+        funding = system_account_get_or_create(
+            programme_id=programme.pk, kind=AccountKind.FUNDING, actor=actor
+        )
+        known = set(
+            Account.objects.filter(member_id__in=points_by_member).values_list(
+                "member_id", flat=True
+            )
+        )
+        # In member order: two batches creating the same wallets insert them in one order,
+        # so neither waits on a row the other inserted after waiting on it.
+        new = [
+            Account(programme_id=programme.pk, kind=AccountKind.MEMBER_WALLET, member_id=pk)
+            for pk in sorted(points_by_member)
+            if pk not in known
+        ]
+        Account.objects.bulk_create(new, ignore_conflicts=True)
+        # The transaction row first, as in _post: a concurrent duplicate waits on its key.
+        txn = LedgerTransaction.objects.create(
+            programme_id=programme.pk,
+            kind=TransactionKind.EARN,
+            reason=reason,
+            reference=reference,
+            note=note,
+            idempotency_key=idempotency_key,
+            **actor_fields(actor),
+        )
+        wallets = dict(
+            Account.objects.filter(member_id__in=points_by_member).values_list("member_id", "pk")
+        )
+        amounts = {wallets[member_pk]: points for member_pk, points in points_by_member.items()}
+        amounts[funding.pk] = -total
+        table = connection.ops.quote_name(Account._meta.db_table)
+        ids = sorted(amounts)
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",  # noqa: S608
+                    [ids],
+                )
+            values = ", ".join(["(%s, %s)"] * len(ids))
+            cursor.execute(
+                f"UPDATE {table} SET balance = balance + moves.amount "  # noqa: S608
+                f"FROM (SELECT column1 AS wallet_id, column2 AS amount FROM (VALUES {values}) "
+                f"AS v) AS moves WHERE {table}.id = moves.wallet_id RETURNING id, balance",
+                [value for pk in ids for value in (pk, amounts[pk])],
+            )
+            balances = dict(cursor.fetchall())
+        postings = [
+            Posting(transaction=txn, account_id=pk, amount=amounts[pk], balance_after=balances[pk])
+            for pk in ids
+        ]
+        Posting.objects.bulk_create(postings)
+        member_by_wallet = {wallet: member_pk for member_pk, wallet in wallets.items()}
+        for posting in postings:
+            if posting.account_id in member_by_wallet:
+                _audit_leg(txn, posting, member_by_wallet[posting.account_id], actor)
+    return txn, True
 
 
 def points_burn(

@@ -18,6 +18,7 @@ from plum.actors import Actor, actor_fields
 from plum.models import AuditEvent, AuditSeal, AuditSealItem
 
 GENESIS_HASH = "0" * 64
+MEMBER_OBJECT_TYPE = "plum.member"
 _HASHED_FIELDS = (
     "occurred_at",
     "actor_type",
@@ -48,6 +49,9 @@ def event_content_hash(event: AuditEvent) -> str:
         elif name == "ip" and value:
             value = str(ipaddress.ip_address(value))
         content[name] = value
+    if event.member_id is not None:
+        # Hashed only when set, so events written before the column existed keep their hash.
+        content["member_id"] = event.member_id
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -61,14 +65,21 @@ def audit_log(
     object_id: str | int | None = None,
     programme_id: int | None = None,
     changes: dict | None = None,
+    member_id: int | None = None,
 ) -> AuditEvent:
     """Record one audited action. Call it inside the transaction that makes the change, so the
-    event exists exactly when the change does."""
+    event exists exactly when the change does. The event names the member it concerns when
+    given, when the object is a member, or when the object has a `member_id` (an order, a
+    voucher, a wallet): that is what a member's audit log lists."""
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = obj.pk if object_id is None else object_id
         if programme_id is None:
             programme_id = getattr(obj, "programme_id", None)
+        if member_id is None:
+            member_id = getattr(obj, "member_id", None)
+    if member_id is None and object_type == MEMBER_OBJECT_TYPE and object_id not in (None, ""):
+        member_id = int(object_id)
     request = context.current()
     event = AuditEvent(
         occurred_at=timezone.now(),
@@ -79,6 +90,7 @@ def audit_log(
         changes=_jsonable(changes or {}),
         request_id=request.request_id,
         ip=str(ipaddress.ip_address(request.ip)) if request.ip else None,
+        member_id=member_id,
         **actor_fields(actor),
     )
     event.hash = event_content_hash(event)

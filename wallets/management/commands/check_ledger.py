@@ -7,8 +7,9 @@ from wallets.selectors import ledger_problems
 class Command(BaseCommand):
     help = (
         "Prove the ledger: every account's balance equals the sum of its postings and every "
-        "transaction sums to zero over two or more postings. Exits non-zero naming the first "
-        "account or transaction that does not."
+        "transaction sums to zero over two or more postings, and every posting's balance after is "
+        "its account's running sum. Exits non-zero naming the first account, transaction or "
+        "posting that does not."
     )
 
     def handle(self, *args, **options):
