@@ -41,3 +41,23 @@ def fan_out_event(message: OutboxMessage) -> None:
 
     for subscriber in subscribers():
         subscriber(message)
+
+
+def _register_deliveries() -> None:
+    """Slack/Teams notifications and webhooks: the fan-out subscriber of domain events and the
+    senders of their per-target messages (plum.services.deliveries)."""
+    from plum.services.deliveries import (
+        NOTIFICATION_KIND,
+        WEBHOOK_KIND,
+        deliveries_fan_out,
+        delivery_on_failure,
+        delivery_send,
+    )
+    from plum.services.events import subscribe
+
+    for kind in (NOTIFICATION_KIND, WEBHOOK_KIND):
+        register_sender(kind, on_failure=delivery_on_failure)(delivery_send)
+    subscribe(deliveries_fan_out)
+
+
+_register_deliveries()

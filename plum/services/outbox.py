@@ -22,11 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 class TransientSendError(Exception):
-    """Worth retrying: timeouts, connection errors, 5xx, 429."""
+    """Worth retrying: timeouts, connection errors, 5xx, 429. `final` says the sender's own
+    retry window has closed: the message is dead now, whatever attempts it has left."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None):
+    def __init__(self, message: str, *, retry_after: float | None = None, final: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.final = final
 
 
 class PermanentSendError(Exception):
@@ -56,7 +58,9 @@ def sender_for(kind: str) -> Sender | None:
     return _senders.get(kind)
 
 
-def outbox_enqueue(*, kind: str, payload: dict, programme_id: int | None = None) -> OutboxMessage:
+def outbox_enqueue(
+    *, kind: str, payload: dict, programme_id: int | None = None, max_attempts: int | None = None
+) -> OutboxMessage:
     """Write a message in the caller's transaction and schedule its delivery on commit."""
     if kind not in _senders:
         raise ValueError(f"No outbox sender is registered for {kind!r}")
@@ -65,7 +69,7 @@ def outbox_enqueue(*, kind: str, payload: dict, programme_id: int | None = None)
         payload=payload,
         programme_id=programme_id,
         next_attempt_at=timezone.now(),
-        max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
+        max_attempts=max_attempts or settings.OUTBOX_MAX_ATTEMPTS,
     )
     transaction.on_commit(lambda: _schedule_delivery(message.pk))
     return message
@@ -117,7 +121,7 @@ def _attempt(message: OutboxMessage) -> None:
         message.last_error = str(exc)[:2000]
     except Exception as exc:  # noqa: BLE001 - anything unexpected is retried as transient
         message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if message.attempts >= message.max_attempts:
+        if message.attempts >= message.max_attempts or getattr(exc, "final", False):
             message.status = OutboxMessage.Status.DEAD
         else:
             delay = backoff_seconds(message.attempts)
