@@ -8,6 +8,7 @@ crash between sending and committing causes at most a duplicate the provider can
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID
@@ -75,12 +76,23 @@ def outbox_enqueue(
     return message
 
 
+# After a failed publish this process leaves messages to the sweeper for a few seconds instead
+# of trying the broker again for each: a burst of commits must not each wait on a dead broker.
+BROKER_RETRY_AFTER_SECONDS = 5.0
+_broker_down_until = 0.0
+
+
 def _schedule_delivery(message_id: UUID) -> None:
+    global _broker_down_until
     from plum.tasks import outbox_deliver_task
 
+    if time.monotonic() < _broker_down_until:
+        logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
+        return
     try:
         outbox_deliver_task.apply_async(args=[str(message_id)], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure: the sweeper delivers it later
+        _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
         logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
 
 
