@@ -4,6 +4,7 @@ import smtplib
 
 from django.core.mail import EmailMultiAlternatives
 
+from plum import roles
 from plum.models import OutboxMessage
 from plum.services.outbox import PermanentSendError, TransientSendError, register_sender
 
@@ -58,6 +59,16 @@ def _register_deliveries() -> None:
     for kind in (NOTIFICATION_KIND, WEBHOOK_KIND):
         register_sender(kind, on_failure=delivery_on_failure)(delivery_send)
     subscribe(deliveries_fan_out)
+    # Programme managers configure their programmes' channels and endpoints in the admin.
+    roles.register_role_perms(
+        roles.PROGRAMME_MANAGER,
+        {
+            f"plum.{action}_{model}"
+            for action in ("view", "add", "change")
+            for model in ("notificationchannel", "webhookendpoint")
+        }
+        | {"plum.view_delivery", "plum.view_deliveryattempt"},
+    )
 
 
 _register_deliveries()
