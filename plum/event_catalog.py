@@ -289,14 +289,6 @@ _TYPES = [
         summary="The {kind} channel {name} was disabled after {failures} consecutive failures.",
         link="/admin/plum/notificationchannel/{channel_id}/change/",
     ),
-    EventType(
-        name="notification.test",
-        description="A test message sent from the admin to check a channel or an endpoint.",
-        properties={"message": STR},
-        required=("message",),
-        title="Test notification",
-        summary="{message}",
-    ),
 ]
 
 CATALOGUE: dict[str, EventType] = {event.name: event for event in _TYPES}
