@@ -284,14 +284,15 @@ def test_a_500_is_retried_with_backoff_and_the_attempts_are_logged(
     # then: pending, due again in 15-30 s (first backoff with jitter), not before
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
     assert (outbox.status, outbox.attempts) == ("pending", 1)
-    assert 14 <= (outbox.next_attempt_at - started).total_seconds() <= 31
+    # (slack for a busy machine: `started` is taken before the fan-out and the POST)
+    assert 15 <= (outbox.next_attempt_at - started).total_seconds() <= 30 + 10
     assert deliver_due() == 0
     # when: the retries become due
     make_due(delivery)
     deliver_due()
     delivery.refresh_from_db()
     outbox.refresh_from_db()
-    assert 29 <= (outbox.next_attempt_at - timezone.now()).total_seconds() <= 61  # 2nd backoff
+    assert 30 - 10 <= (outbox.next_attempt_at - timezone.now()).total_seconds() <= 60  # 2nd
     make_due(delivery)
     deliver_due()
     # then
