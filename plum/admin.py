@@ -8,10 +8,27 @@ from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from plum import roles, selectors
+from plum import event_catalog, roles, selectors
 from plum.errors import PlumError
-from plum.models import ApiClient, ApiScope, AuditEvent, Job, Member, OutboxMessage, Programme
+from plum.models import (
+    ApiClient,
+    ApiScope,
+    AuditEvent,
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    Member,
+    NotificationChannel,
+    OutboxMessage,
+    Programme,
+    WebhookEndpoint,
+)
 from plum.services.api_clients import api_client_create, api_client_revoke
+from plum.services.deliveries import deliveries_replay_failed, delivery_replay
+from plum.services.notifications import (
+    notification_channel_create,
+    notification_channel_update,
+)
 from plum.services.outbox import outbox_retry
 from plum.services.programmes import (
     MEMBER_FIELDS,
@@ -19,6 +36,13 @@ from plum.services.programmes import (
     member_upsert,
     programme_create,
     programme_update,
+)
+from plum.services.webhooks import (
+    validate_event_types,
+    validate_target_url,
+    webhook_endpoint_create,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_update,
 )
 
 admin.site.site_header = "Plum administration"
@@ -371,4 +395,357 @@ def report_outcomes(modeladmin, request, *, done, refused, noun, done_verb, refu
             request,
             f"Could not {refused_verb} {len(refused)} {noun}(s): {listing(refused)}.",
             messages.WARNING,
+        )
+
+
+# --- notifications and webhooks -------------------------------------------------------------
+
+EVENT_TYPE_CHOICES = [(event_catalog.ALL_EVENTS, "All events")] + [
+    (name, name) for name in event_catalog.EVENT_TYPE_NAMES
+]
+
+
+class _TargetForm(forms.ModelForm):
+    """Validates URL and event types with the services' own rules, so a refusal is a form
+    error, never a 500; the URL field is write-only (never rendered back)."""
+
+    url_field = "url"
+    url = forms.CharField(
+        max_length=500,
+        required=False,
+        widget=forms.TextInput(attrs={"size": 80, "autocomplete": "off"}),
+    )
+    event_types = forms.MultipleChoiceField(
+        choices=EVENT_TYPE_CHOICES, widget=forms.CheckboxSelectMultiple
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        url = cleaned.get("url")
+        try:
+            if url or self.instance.pk is None:
+                cleaned["url"] = validate_target_url(url or "")
+            if "event_types" in cleaned:
+                cleaned["event_types"] = validate_event_types(cleaned["event_types"])
+        except PlumError as exc:
+            _raise_as_form_errors(self, exc)
+        return cleaned
+
+
+class NotificationChannelForm(_TargetForm):
+    class Meta:
+        model = NotificationChannel
+        fields = ["programme", "name", "kind", "url", "event_types", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["url"].help_text = (
+            "Slack or Teams incoming-webhook URL (https). Stored encrypted and never shown "
+            "again; leave blank to keep the current one."
+            if self.instance.pk
+            else "Slack or Teams incoming-webhook URL (https). Stored encrypted."
+        )
+
+
+def _target_actions_report(modeladmin, request, done, refused, verb):
+    report_outcomes(
+        modeladmin,
+        request,
+        done=done,
+        refused=refused,
+        noun="target",
+        done_verb=verb,
+        refused_verb=verb.lower(),
+    )
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(ProgrammeScopedAdmin):
+    form = NotificationChannelForm
+    list_display = [
+        "name",
+        "programme",
+        "kind",
+        "url_hint",
+        "events",
+        "is_active",
+        "consecutive_failures",
+        "disabled_reason",
+    ]
+    list_filter = ["kind", "is_active", "programme"]
+    list_select_related = ["programme"]
+    search_fields = ["name"]
+    readonly_fields = ["url_hint", "consecutive_failures", "disabled_at", "disabled_reason"]
+    actions = ["enable", "replay_failed"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "programme", "kind"] if obj else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "programme":
+            kwargs["queryset"] = selectors.programmes_for(request.user, roles.MANAGE)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and self._may_change(request, None)
+
+    @admin.display(description="events")
+    def events(self, obj):
+        return ", ".join(obj.event_types)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            changed = {
+                name: data[name]
+                for name in ("name", "event_types", "is_active")
+                if name in form.changed_data
+            }
+            if data.get("url"):
+                changed["url"] = data["url"]
+            notification_channel_update(
+                channel=NotificationChannel.objects.get(pk=obj.pk), actor=request.user, data=changed
+            )
+        else:
+            if not self._may_change(request, data["programme"]):
+                raise PermissionDenied
+            created = notification_channel_create(
+                programme=data["programme"],
+                name=data["name"],
+                kind=data["kind"],
+                url=data["url"],
+                event_types=data["event_types"],
+                actor=request.user,
+            )
+            obj.pk = created.pk
+            if not data["is_active"]:
+                notification_channel_update(
+                    channel=created, actor=request.user, data={"is_active": False}
+                )
+
+    @admin.action(description="Enable the selected channels (clears the failure run)")
+    def enable(self, request, queryset):
+        done, refused = act_on_each(
+            managed_selection(self, request, queryset, "channel"),
+            lambda c: notification_channel_update(
+                channel=c, actor=request.user, data={"is_active": True}
+            ),
+            str,
+        )
+        _target_actions_report(self, request, done, refused, "Enabled")
+
+    @admin.action(description="Replay the failed deliveries of the selected channels")
+    def replay_failed(self, request, queryset):
+        counts = []
+        done, refused = act_on_each(
+            managed_selection(self, request, queryset, "channel"),
+            lambda c: counts.append(deliveries_replay_failed(target=c, actor=request.user)),
+            str,
+        )
+        self.message_user(request, f"{sum(counts)} failed delivery(ies) queued again.")
+        _target_actions_report(self, request, done, refused, "Replayed")
+
+
+class WebhookEndpointForm(_TargetForm):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["client", "url", "description", "event_types", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["url"] = self.instance.url
+        self.fields["url"].help_text = "The receiver's https URL."
+
+
+def _endpoint_programmes_filter(request):
+    return selectors.programmes_for(request.user, roles.MANAGE).values("pk")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(PlumModelAdmin):
+    """Endpoints of the API clients bound to programmes the user manages."""
+
+    form = WebhookEndpointForm
+    list_display = [
+        "url",
+        "client",
+        "events",
+        "secret_hint",
+        "is_active",
+        "consecutive_failures",
+        "disabled_reason",
+    ]
+    list_filter = ["is_active"]
+    list_select_related = ["client"]
+    search_fields = ["url", "description"]
+    readonly_fields = [
+        "secret_hint",
+        "previous_secret_expires_at",
+        "consecutive_failures",
+        "disabled_at",
+        "disabled_reason",
+    ]
+    actions = ["rotate_secret", "enable", "replay_failed"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(client__programmes__in=_endpoint_programmes_filter(request))
+            .distinct()
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "client"] if obj else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "client":
+            kwargs["queryset"] = ApiClient.objects.filter(
+                revoked_at__isnull=True, programmes__in=_endpoint_programmes_filter(request)
+            ).distinct()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="events")
+    def events(self, obj):
+        return ", ".join(obj.event_types)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            changed = {
+                name: data[name]
+                for name in ("url", "description", "event_types", "is_active")
+                if name in form.changed_data
+            }
+            webhook_endpoint_update(
+                endpoint=WebhookEndpoint.objects.get(pk=obj.pk), actor=request.user, data=changed
+            )
+            return
+        endpoint, secret = webhook_endpoint_create(
+            client=data["client"],
+            url=data["url"],
+            event_types=data["event_types"],
+            description=data.get("description", ""),
+            actor=request.user,
+        )
+        obj.pk = endpoint.pk
+        if not data["is_active"]:
+            webhook_endpoint_update(
+                endpoint=endpoint, actor=request.user, data={"is_active": False}
+            )
+        messages.warning(
+            request,
+            f"The signing secret of {endpoint.url} is shown only now; store it safely: {secret}",
+        )
+
+    @admin.action(description="Rotate the signing secret (the old one signs for 24 h more)")
+    def rotate_secret(self, request, queryset):
+        for endpoint in queryset:
+            endpoint, secret = webhook_endpoint_rotate_secret(endpoint=endpoint, actor=request.user)
+            messages.warning(
+                request,
+                f"New signing secret of {endpoint.url}, shown only now: {secret}",
+            )
+
+    @admin.action(description="Enable the selected endpoints (clears the failure run)")
+    def enable(self, request, queryset):
+        done, refused = act_on_each(
+            queryset,
+            lambda e: webhook_endpoint_update(
+                endpoint=e, actor=request.user, data={"is_active": True}
+            ),
+            str,
+        )
+        _target_actions_report(self, request, done, refused, "Enabled")
+
+    @admin.action(description="Replay the failed deliveries of the selected endpoints")
+    def replay_failed(self, request, queryset):
+        counts = []
+        done, refused = act_on_each(
+            queryset,
+            lambda e: counts.append(deliveries_replay_failed(target=e, actor=request.user)),
+            str,
+        )
+        self.message_user(request, f"{sum(counts)} failed delivery(ies) queued again.")
+        _target_actions_report(self, request, done, refused, "Replayed")
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ["attempted_at", "succeeded", "status_code", "latency_ms", "error", "response_excerpt"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ProgrammeScopedAdmin, ReadOnlyAdmin):
+    """The delivery log: every notification and webhook delivery with its attempts."""
+
+    list_display = [
+        "created_at",
+        "event_type",
+        "target_label",
+        "status",
+        "attempts",
+        "last_status_code",
+        "delivered_at",
+        "event_id",
+    ]
+    list_filter = ["status", "event_type", "programme"]
+    list_select_related = ["programme", "channel", "endpoint"]
+    search_fields = ["=event__id", "=id"]
+    inlines = [DeliveryAttemptInline]
+    actions = ["replay"]
+    fields = [
+        "event_id",
+        "event_type",
+        "programme",
+        "channel",
+        "endpoint",
+        "status",
+        "attempts",
+        "replays",
+        "last_status_code",
+        "last_error",
+        "expires_at",
+        "created_at",
+        "delivered_at",
+    ]
+    readonly_fields = fields
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="to")
+    def target_label(self, obj):
+        if obj.channel_id:
+            return f"{obj.channel.get_kind_display()}: {obj.channel.name}"
+        return f"webhook: {obj.endpoint.url}"
+
+    @admin.action(description="Replay the selected failed or dead deliveries")
+    def replay(self, request, queryset):
+        done, refused = act_on_each(
+            managed_selection(self, request, queryset, "delivery"),
+            lambda d: delivery_replay(delivery=d, actor=request.user),
+            lambda d: f"{d.event_type} {str(d.pk)[:8]}",
+        )
+        report_outcomes(
+            self,
+            request,
+            done=done,
+            refused=refused,
+            noun="delivery",
+            done_verb="Replayed",
+            refused_verb="replay",
         )

@@ -360,3 +360,183 @@ class Job(models.Model):
         if not self.total:
             return 100 if self.status == self.Status.SUCCEEDED else 0
         return int(self.done * 100 / self.total)
+
+
+# --- notifications and webhooks -------------------------------------------------------------
+
+
+class EventOnce(models.Model):
+    """A key that may fire its event once (e.g. `campaign.budget_threshold:12:budget:80`):
+    inserted ON CONFLICT DO NOTHING in the transaction that emits the event, so the primary key
+    decides, even between parallel transactions."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class DeliveryTargetState(models.Model):
+    """What Slack/Teams channels and webhook endpoints share: wanted event types, active flag and
+    the run of consecutive failed attempts that disables them automatically."""
+
+    event_types = models.JSONField(default=list, help_text='Event types wanted; "*" for all.')
+    is_active = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.event_types or event_type in self.event_types
+
+
+class NotificationChannel(DeliveryTargetState):
+    """A programme's Slack or Microsoft Teams incoming webhook. The URL is a secret (whoever
+    holds it can post to the channel): stored encrypted (plum.secretbox), shown masked."""
+
+    class Kind(models.TextChoices):
+        SLACK = "slack", "Slack"
+        TEAMS = "teams", "Microsoft Teams"
+
+    programme = models.ForeignKey(
+        Programme, on_delete=models.PROTECT, related_name="notification_channels"
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    url_encrypted = models.TextField(editable=False)
+    url_hint = models.CharField(max_length=200, editable=False)
+
+    class Meta:
+        ordering = ["programme_id", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["slack", "teams"]), name="notification_channel_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class WebhookEndpoint(DeliveryTargetState):
+    """An API client's HTTPS endpoint. The signing secret must be kept to sign (HMAC needs the
+    raw secret), so it is stored encrypted and shown once; during a rotation's grace period the
+    previous secret signs too."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    secret_encrypted = models.TextField(editable=False)
+    secret_hint = models.CharField(max_length=32, editable=False)
+    previous_secret_encrypted = models.TextField(blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["client_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(previous_secret_encrypted="")
+                | Q(previous_secret_expires_at__isnull=False),
+                name="webhook_previous_secret_expires",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class Delivery(models.Model):
+    """One event to one channel or endpoint. Unique per (event, target), so fanning an event
+    out twice cannot deliver it twice; `event_id` (the event's outbox id) travels as
+    `Plum-Event-Id` and stays the same across retries and replays."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # a permanent refusal (4xx) or a disabled target
+        DEAD = "dead"  # transient failures until the retry window closed
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.ForeignKey(OutboxMessage, on_delete=models.PROTECT, related_name="deliveries")
+    event_type = models.CharField(max_length=100)
+    programme = models.ForeignKey(Programme, on_delete=models.PROTECT, related_name="+")
+    channel = models.ForeignKey(
+        NotificationChannel,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+    )
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    message = models.ForeignKey(
+        OutboxMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    expires_at = models.DateTimeField(help_text="Retries stop (dead) after this.")
+    replays = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(channel__isnull=True) ^ Q(endpoint__isnull=True),
+                name="delivery_one_target",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "succeeded", "failed", "dead"]),
+                name="delivery_status_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["event", "channel"],
+                condition=Q(channel__isnull=False),
+                name="delivery_event_channel_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["event", "endpoint"],
+                condition=Q(endpoint__isnull=False),
+                name="delivery_event_endpoint_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["endpoint", "status"], name="delivery_endpoint_status_idx"),
+            models.Index(fields=["channel", "status"], name="delivery_channel_status_idx"),
+            models.Index(fields=["programme", "-created_at"], name="delivery_programme_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.channel or self.endpoint} ({self.status})"
+
+    @property
+    def target(self):
+        return self.channel if self.channel_id else self.endpoint
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP attempt of a delivery: what the receiver answered and how long it took."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField()
+    succeeded = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    error = models.CharField(max_length=500, blank=True)
+    response_excerpt = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ["delivery_id", "attempted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error} in {self.latency_ms} ms"

@@ -4,6 +4,7 @@ import smtplib
 
 from django.core.mail import EmailMultiAlternatives
 
+from plum import roles
 from plum.models import OutboxMessage
 from plum.services.outbox import PermanentSendError, TransientSendError, register_sender
 
@@ -41,3 +42,33 @@ def fan_out_event(message: OutboxMessage) -> None:
 
     for subscriber in subscribers():
         subscriber(message)
+
+
+def _register_deliveries() -> None:
+    """Slack/Teams notifications and webhooks: the fan-out subscriber of domain events and the
+    senders of their per-target messages (plum.services.deliveries)."""
+    from plum.services.deliveries import (
+        NOTIFICATION_KIND,
+        WEBHOOK_KIND,
+        deliveries_fan_out,
+        delivery_on_failure,
+        delivery_send,
+    )
+    from plum.services.events import subscribe
+
+    for kind in (NOTIFICATION_KIND, WEBHOOK_KIND):
+        register_sender(kind, on_failure=delivery_on_failure)(delivery_send)
+    subscribe(deliveries_fan_out)
+    # Programme managers configure their programmes' channels and endpoints in the admin.
+    roles.register_role_perms(
+        roles.PROGRAMME_MANAGER,
+        {
+            f"plum.{action}_{model}"
+            for action in ("view", "add", "change")
+            for model in ("notificationchannel", "webhookendpoint")
+        }
+        | {"plum.view_delivery", "plum.view_deliveryattempt"},
+    )
+
+
+_register_deliveries()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from plum.event_catalog import catalogue_markdown
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -241,7 +243,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Reward and incentive platform. Authenticate with `Authorization: Bearer <key>`. "
         "Every POST accepts an `Idempotency-Key` header. Errors have the shape "
-        '`{"error": {"code", "message", "fields"}}`.'
+        '`{"error": {"code", "message", "fields"}}`.\n\n' + catalogue_markdown()
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -299,6 +301,19 @@ PLUM_DELIVERY_RECEIPT_SECRETS = dict(
 PLUM_DELIVERY_RECEIPT_TOLERANCE_SECONDS = int(
     os.environ.get("PLUM_DELIVERY_RECEIPT_TOLERANCE_SECONDS", "300")
 )
+# Notifications and webhooks (docs/webhooks.md).
+PLUM_BASE_URL = os.environ.get("PLUM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Fernet keys, newest first; empty: one key derived from SECRET_KEY (plum.secretbox).
+PLUM_ENCRYPTION_KEYS = env_list("PLUM_ENCRYPTION_KEYS")
+# event_emit refuses event types missing from plum.event_catalog (tests turn it on too).
+PLUM_STRICT_EVENTS = env_bool("PLUM_STRICT_EVENTS", default=DEBUG)
+# Plain-http and loopback/private URLs for channels and endpoints: development and tests only.
+WEBHOOK_ALLOW_INSECURE_URLS = env_bool("WEBHOOK_ALLOW_INSECURE_URLS", default=DEBUG)
+WEBHOOK_RETRY_WINDOW = timedelta(hours=int(os.environ.get("WEBHOOK_RETRY_WINDOW_HOURS", "24")))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "60"))
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_DISABLE_AFTER_FAILURES = int(os.environ.get("WEBHOOK_DISABLE_AFTER_FAILURES", "50"))
+WEBHOOK_SECRET_GRACE = timedelta(hours=int(os.environ.get("WEBHOOK_SECRET_GRACE_HOURS", "24")))
 
 LOGIN_URL = "/admin/login/"
 

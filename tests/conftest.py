@@ -135,3 +135,9 @@ def services_env(db_name, settings):
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
     return env
+
+
+@pytest.fixture(autouse=True)
+def _strict_events(settings):
+    """Every emitted event type must be in plum.event_catalog, with its required fields."""
+    settings.PLUM_STRICT_EVENTS = True

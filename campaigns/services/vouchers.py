@@ -45,7 +45,7 @@ from plum.actors import SYSTEM, Actor
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Job, Member
 from plum.services.audit import audit_log
-from plum.services.events import event_emit
+from plum.services.events import event_emit, event_emit_once
 from plum.services.jobs import job_actor, job_create, register_job_handler
 
 S = VoucherStatus
@@ -81,6 +81,8 @@ def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> None:
         if current.max_rewards is not None and current.issued_count >= current.max_rewards:
             raise CampaignExhaustedError()
         raise BudgetExhaustedError(remaining=str(current.budget - current.issued_value))
+    if campaign.max_rewards is not None or campaign.budget is not None:
+        _emit_thresholds_crossed(campaign.pk, value)
     if campaign.per_member_cap is not None:
         CampaignMemberCounter.objects.bulk_create(
             [CampaignMemberCounter(campaign=campaign, member=member)], ignore_conflicts=True
@@ -90,6 +92,39 @@ def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> None:
         ).update(issued=F("issued") + 1)
         if not capped:
             raise MemberCapReachedError()
+
+
+BUDGET_THRESHOLDS = (80, 100)
+
+
+def _emit_thresholds_crossed(campaign_id: int, value: Decimal) -> None:
+    """`campaign.budget_threshold` when this issue crossed 80% / 100% of the budget or of max
+    rewards. Our counter UPDATE holds the campaign row until commit, so the counts read here
+    are exactly ours; the once-key (plum EventOnce) makes each threshold fire once per
+    campaign, even when counts are given back and crossed again."""
+    row = Campaign.objects.filter(pk=campaign_id).values_list(
+        "issued_count", "issued_value", "max_rewards", "budget", "programme_id"
+    )
+    count, used, max_rewards, budget, programme_id = row.get()
+    for kind, after, before, limit in (
+        ("count", count, count - 1, max_rewards),
+        ("budget", used, used - value, budget),
+    ):
+        for threshold in BUDGET_THRESHOLDS if limit else ():
+            line = Decimal(limit) * threshold / 100
+            if before < line <= after:
+                event_emit_once(
+                    key=f"campaign.budget_threshold:{campaign_id}:{kind}:{threshold}",
+                    event_type="campaign.budget_threshold",
+                    programme_id=programme_id,
+                    data={
+                        "campaign_id": campaign_id,
+                        "kind": kind,
+                        "threshold": threshold,
+                        "used": str(after),
+                        "limit": str(limit),
+                    },
+                )
 
 
 def _release_counts(rows: list[tuple[int, int | None, Decimal]]) -> None:

@@ -8,6 +8,7 @@ crash between sending and committing causes at most a duplicate the provider can
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID, uuid4
@@ -22,11 +23,13 @@ logger = logging.getLogger(__name__)
 
 
 class TransientSendError(Exception):
-    """Worth retrying: timeouts, connection errors, 5xx, 429."""
+    """Worth retrying: timeouts, connection errors, 5xx, 429. `final` says the sender's own
+    retry window has closed: the message is dead now, whatever attempts it has left."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None):
+    def __init__(self, message: str, *, retry_after: float | None = None, final: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.final = final
 
 
 class PermanentSendError(Exception):
@@ -56,7 +59,9 @@ def sender_for(kind: str) -> Sender | None:
     return _senders.get(kind)
 
 
-def outbox_enqueue(*, kind: str, payload: dict, programme_id: int | None = None) -> OutboxMessage:
+def outbox_enqueue(
+    *, kind: str, payload: dict, programme_id: int | None = None, max_attempts: int | None = None
+) -> OutboxMessage:
     """Write a message in the caller's transaction and schedule its delivery on commit."""
     if kind not in _senders:
         raise ValueError(f"No outbox sender is registered for {kind!r}")
@@ -65,7 +70,7 @@ def outbox_enqueue(*, kind: str, payload: dict, programme_id: int | None = None)
         payload=payload,
         programme_id=programme_id,
         next_attempt_at=timezone.now(),
-        max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
+        max_attempts=max_attempts or settings.OUTBOX_MAX_ATTEMPTS,
     )
     transaction.on_commit(lambda: _schedule_delivery(message.pk))
     return message
@@ -97,12 +102,23 @@ def outbox_enqueue_many(
     return rows
 
 
+# After a failed publish this process leaves messages to the sweeper for a few seconds instead
+# of trying the broker again for each: a burst of commits must not each wait on a dead broker.
+BROKER_RETRY_AFTER_SECONDS = 5.0
+_broker_down_until = 0.0
+
+
 def _schedule_delivery(message_id: UUID) -> None:
+    global _broker_down_until
     from plum.tasks import outbox_deliver_task
 
+    if time.monotonic() < _broker_down_until:
+        logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
+        return
     try:
         outbox_deliver_task.apply_async(args=[str(message_id)], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure: the sweeper delivers it later
+        _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
         logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
 
 
@@ -143,7 +159,7 @@ def _attempt(message: OutboxMessage) -> None:
         message.last_error = str(exc)[:2000]
     except Exception as exc:  # noqa: BLE001 - anything unexpected is retried as transient
         message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if message.attempts >= message.max_attempts:
+        if message.attempts >= message.max_attempts or getattr(exc, "final", False):
             message.status = OutboxMessage.Status.DEAD
         else:
             delay = backoff_seconds(message.attempts)
