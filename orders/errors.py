@@ -47,3 +47,9 @@ class RedemptionTestModeError(PlumError):
     code = "points_test_mode_unsupported"
     status = 403
     message = "Test-mode API keys cannot redeem points: the ledger has no test mode yet."
+
+
+class BatchTooLargeError(PlumError):
+    code = "batch_too_large"
+    status = 422
+    message = "A batch holds at most 1,000 items."

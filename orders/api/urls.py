@@ -1,3 +1,4 @@
+from orders.api import batch
 from orders.api import orders as api
 from plum.api.base import api_route
 
@@ -5,6 +6,7 @@ app_name = "orders-api"
 
 urlpatterns = [
     *api_route("issuances", api.IssuanceCreateApi.as_view(), "issuance-create"),
+    *api_route("issuances/batch", batch.IssuanceBatchCreateApi.as_view(), "issuance-batch"),
     *api_route("redemptions", api.RedemptionCreateApi.as_view(), "redemption-create"),
     *api_route("orders", api.OrderListApi.as_view(), "order-list"),
     # Before orders/<booking_id>: "counts" is not a booking id.

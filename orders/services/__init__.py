@@ -1,5 +1,6 @@
 """Every write in orders, one module per use-case family; import from here."""
 
+from orders.services.batch import IssuanceRequest, order_issue_batch
 from orders.services.issuance import (
     booking_id_new,
     order_approve,
@@ -13,6 +14,8 @@ from orders.services.issuance import (
 )
 
 __all__ = [
+    "IssuanceRequest",
+    "order_issue_batch",
     "booking_id_new",
     "order_approve",
     "order_cancel",
