@@ -591,7 +591,7 @@ def _orders_insert(items: list[_Item], *, source: str, is_test: bool, now) -> li
         orders = [
             Order(
                 booking_id=booking_id_new(),
-                programme_id=item.campaign.programme_id,
+                programme=item.campaign.programme,
                 campaign=item.campaign,
                 member=item.member,
                 value=item.value,

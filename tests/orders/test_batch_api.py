@@ -53,6 +53,9 @@ def test_results_come_one_per_item_in_order(client_api, campaign, url):
         assert result["order"]["voucher"]["code"] == order.voucher.code
         assert order.voucher.member_id == order.member_id
         assert order.member.external_id == result["order"]["member"]
+        # rendered as the single endpoint and the order detail render the stored row
+        detail = client_api.get(f"/api/v1/orders/{order.booking_id}").json()
+        assert result["order"] == detail
     campaign.refresh_from_db()
     assert (campaign.issued_count, campaign.issued_value) == (5, D("2500.00"))
     assert campaign_counters_from_vouchers(campaign) == (5, D("2500.00"))
