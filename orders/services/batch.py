@@ -1,10 +1,14 @@
 """Batch issuance: up to 1,000 rewards in one request and one transaction, set-based.
 
-The batch gives the same answers as that many single issuances (`order_issue_to_recipient`) run
-one after another in the batch's order, but its work does not grow in statements with the
-number of items: recipients are checked in Python, members upserted in bulk, each campaign's
-counters claimed with one conditional UPDATE, pooled codes with one SKIP LOCKED claim per
-(campaign, face value), and orders, vouchers, audit events and outbox events bulk-inserted.
+The batch gives the answers that many single issuances (`order_issue_to_recipient`) run one
+after another in the batch's order would give, with one difference: when a budget runs out in
+the middle of a campaign's items, the items after the first refused one are refused too, even
+a cheaper one that would still fit (the counters grant the longest prefix of the campaign's
+items; with one value per campaign, the usual case, that is exactly the sequential answer).
+Its work does not grow in statements with the number of items: recipients are checked in
+Python, members upserted in bulk, each campaign's counters claimed with one conditional
+UPDATE, pooled codes with one SKIP LOCKED claim per (campaign, face value), and orders,
+vouchers, audit events and outbox events bulk-inserted.
 
 Invariants (the same as the single path, see orders/services/issuance.py and
 campaigns/services/vouchers.py):
