@@ -5,6 +5,8 @@ TPS on the same database server in the same run:
     and after the HTTP runs (the baseline is their mean; both are printed);
 (b) single issuances, POST /api/v1/issuances, at BENCH_CLIENTS (32) concurrent connections:
     requests/s, p50, p99;
+(b') the same spread over BENCH_SPREAD (32) campaigns: every issuance of one campaign
+    updates that campaign's counter row, so (b) measures the hot row, (b') the rest;
 (c) batch issuances, POST /api/v1/issuances/batch, 1,000 items a request at BENCH_BATCH_CLIENTS
     (2) connections: rewards/s.
 
@@ -40,8 +42,11 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "2"))
 BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "1000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
+# A batch request takes seconds on a busy machine: a longer run counts more of them.
+BATCH_SECONDS = int(os.environ.get("BENCH_BATCH_SECONDS", str(2 * SECONDS)))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+SPREAD = int(os.environ.get("BENCH_SPREAD", "32"))
 PGBENCH_SCALE = int(os.environ.get("BENCH_PGBENCH_SCALE", "10"))
 
 LUA_COMMON = """
@@ -82,11 +87,13 @@ end
 LUA_SINGLE = (
     LUA_COMMON
     + """
-local campaign = os.getenv("BENCH_CAMPAIGN")
+local campaigns = {}
+for c in string.gmatch(os.getenv("BENCH_CAMPAIGNS"), "[^,]+") do table.insert(campaigns, c) end
 local auth = "Bearer " .. os.getenv("BENCH_KEY")
 
 request = function()
   local id = next_id()
+  local campaign = campaigns[(counter + tid) % #campaigns + 1]
   local body = '{"campaign": ' .. campaign .. ', "recipient": {"external_id": "' .. id ..
     '", "email": "m' .. counter .. '@example.com"}, "reference": "' .. id .. '"}'
   return wrk.format("POST", "/api/v1/issuances", {
@@ -154,7 +161,7 @@ def pgbench_tps(url: str) -> float:
     return float(match.group(1))
 
 
-def wrk(script: str, url: str, connections: int, env: dict) -> dict:
+def wrk(script: str, url: str, connections: int, env: dict, seconds: int = SECONDS) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
@@ -166,7 +173,7 @@ def wrk(script: str, url: str, connections: int, env: dict) -> dict:
                 "-c",
                 str(connections),
                 "-d",
-                f"{SECONDS}s",
+                f"{seconds}s",
                 "--timeout",
                 "60s",
                 "-s",
@@ -185,10 +192,10 @@ def wrk(script: str, url: str, connections: int, env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def seed() -> tuple[str, int, int]:
-    """A programme, a live API key with the issue scope, and two uncapped campaigns that
-    generate their codes (one for singles, one for batches). Returns (key, single campaign id,
-    batch campaign id)."""
+def seed() -> tuple[str, list[int]]:
+    """A programme, a live API key with the issue scope, and SPREAD + 2 uncapped campaigns that
+    generate their codes: one for singles, one for batches, SPREAD for singles spread over many
+    campaigns. Returns (key, campaign ids)."""
     from django.utils import timezone
 
     from campaigns.models import Merchant, Reward
@@ -208,7 +215,7 @@ def seed() -> tuple[str, int, int]:
         denominations=["500.00"],
     )
     ids = []
-    for name in ("Single", "Batch"):
+    for name in ["Single", "Batch", *(f"Spread {i}" for i in range(SPREAD))]:
         campaign = campaign_create(
             programme=programme,
             actor=SYSTEM,
@@ -223,7 +230,7 @@ def seed() -> tuple[str, int, int]:
     _, key = api_client_create(
         name="Bench HRIS", programmes=[programme], scopes=["issue", "read"], actor=SYSTEM
     )
-    return key, ids[0], ids[1]
+    return key, ids
 
 
 def start_gunicorn(env: dict, port: int) -> subprocess.Popen:
@@ -307,7 +314,8 @@ def main() -> None:
     from orders.models import Order
 
     call_command("migrate", verbosity=0)
-    key, single_id, batch_id = seed()
+    key, campaign_ids = seed()
+    single_id, batch_id, spread_ids = campaign_ids[0], campaign_ids[1], campaign_ids[2:]
     pgbench(bench_url, "-i", "-q", "-s", str(PGBENCH_SCALE))
     port = free_port()
     server = start_gunicorn(env, port)
@@ -319,20 +327,33 @@ def main() -> None:
             LUA_SINGLE,
             base,
             CLIENTS,
-            {**common, "BENCH_CAMPAIGN": str(single_id), "BENCH_TAG": "s"},
+            {**common, "BENCH_CAMPAIGNS": str(single_id), "BENCH_TAG": "s"},
         )
+        spread = None
+        if spread_ids:
+            spread = wrk(
+                LUA_SINGLE,
+                base,
+                CLIENTS,
+                {
+                    **common,
+                    "BENCH_CAMPAIGNS": ",".join(map(str, spread_ids)),
+                    "BENCH_TAG": "m",
+                },
+            )
         batch = wrk(
             LUA_BATCH,
             base,
             BATCH_CLIENTS,
             {**common, "BENCH_CAMPAIGN": str(batch_id), "BENCH_TAG": "b"},
+            seconds=BATCH_SECONDS,
         )
         tps_after = pgbench_tps(bench_url)
     finally:
         stop(server)
 
     # What the HTTP runs claim is what the database holds.
-    for campaign_id in (single_id, batch_id):
+    for campaign_id in campaign_ids:
         campaign = Campaign.objects.get(pk=campaign_id)
         orders = Order.objects.filter(campaign=campaign, status="completed").count()
         assert (campaign.issued_count, campaign.issued_value) == campaign_counters_from_vouchers(
@@ -342,6 +363,7 @@ def main() -> None:
     single_orders = Order.objects.filter(campaign_id=single_id).count()
     batch_orders = Order.objects.filter(campaign_id=batch_id).count()
     assert single["errors_status"] == 0 and batch["errors_status"] == 0, (single, batch)
+    assert spread is None or spread["errors_status"] == 0, spread
 
     baseline = (tps_before + tps_after) / 2
     single_rps = single["requests"] / single["seconds"]
@@ -350,7 +372,7 @@ def main() -> None:
     print(
         f"PostgreSQL {connection.pg_version // 10000}, {os.cpu_count()} cores, load average "
         f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; gunicorn {WORKERS} gthread "
-        f"workers x {THREADS} threads; {SECONDS} s per run"
+        f"workers x {THREADS} threads; {SECONDS} s per run ({BATCH_SECONDS} s for batches)"
     )
     print(f"{'what':<52}{'per second':>12}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
     rows = [
@@ -362,6 +384,18 @@ def main() -> None:
             single_rps,
             single["p50_ms"],
             single["p99_ms"],
+        ),
+        *(
+            [
+                (
+                    f"single issuance, {CLIENTS} conns, {SPREAD} campaigns",
+                    spread["requests"] / spread["seconds"],
+                    spread["p50_ms"],
+                    spread["p99_ms"],
+                )
+            ]
+            if spread
+            else []
         ),
         (
             f"batch of {BATCH_SIZE:,}, {BATCH_CLIENTS} conns: rewards/s ({batch['requests']} req)",
