@@ -284,6 +284,15 @@ def _members_upsert(items: list[_Item], *, actor: Actor, writes: _Writes, now) -
                 changed[tuple(sorted(changes))].append(member)
                 writes.audit.append(_audit(actor, "member.update", member, changes))
             members[(programme_id, eid)] = member
+        if changed:
+            # Lock every member to be updated in id order first: the per-field-set UPDATEs
+            # below would otherwise lock them in an order two batches could cross.
+            list(
+                Member.objects.select_for_update(no_key=True)
+                .filter(pk__in=[m.pk for group in changed.values() for m in group])
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
         for fields, group in sorted(changed.items()):
             Member.objects.bulk_update(
                 sorted(group, key=lambda m: m.pk), [*fields, "updated_at"], batch_size=1000
