@@ -86,3 +86,9 @@ class DeliveryContactMissingError(PlumError):
     code = "missing_contact"
     status = 422
     message = "The member has no address or number for this channel."
+
+
+class BatchTooLargeError(PlumError):
+    code = "batch_too_large"
+    status = 422
+    message = "A batch holds at most 1,000 items."

@@ -1,3 +1,4 @@
+from orders.api import batch
 from orders.api import delivery as delivery_api
 from orders.api import events as events_api
 from orders.api import orders as api
@@ -8,6 +9,7 @@ app_name = "orders-api"
 
 urlpatterns = [
     *api_route("issuances", api.IssuanceCreateApi.as_view(), "issuance-create"),
+    *api_route("issuances/batch", batch.IssuanceBatchCreateApi.as_view(), "issuance-batch"),
     *api_route("redemptions", api.RedemptionCreateApi.as_view(), "redemption-create"),
     *api_route("events", events_api.EventCreateApi.as_view(), "event-create"),
     # <path:>: event ids are the caller's and may hold a slash (POS/2026/1).

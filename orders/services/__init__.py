@@ -1,5 +1,6 @@
 """Every write in orders, one module per use-case family; import from here."""
 
+from orders.services.batch import IssuanceRequest, order_issue_batch
 from orders.services.delivery import (
     deliveries_queue,
     delivery_receipt_record,
@@ -32,6 +33,7 @@ from orders.services.rules import (
 )
 
 __all__ = [
+    "IssuanceRequest",
     "booking_id_new",
     "condition_check",
     "deliveries_queue",
@@ -42,6 +44,7 @@ __all__ = [
     "order_approve",
     "order_cancel",
     "order_issue",
+    "order_issue_batch",
     "order_issue_to_recipient",
     "order_redeem_points",
     "order_reject",
