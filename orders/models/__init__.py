@@ -3,3 +3,7 @@
 from orders.models.order import ORDER_TRANSITIONS, Order
 
 __all__ = ["ORDER_TRANSITIONS", "Order"]
+
+from orders.models.uploads import UPLOAD_TRANSITIONS, Upload, UploadChunk, UploadRow  # noqa: E402
+
+__all__ += ["UPLOAD_TRANSITIONS", "Upload", "UploadChunk", "UploadRow"]
