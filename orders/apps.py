@@ -12,3 +12,7 @@ class OrdersConfig(AppConfig):
         )
         roles.register_role_perms(roles.SUPPORT_AGENT, {"orders.view_order"})
         roles.register_role_perms(roles.FINANCE, {"orders.view_order"})
+        roles.register_role_perms(
+            roles.PROGRAMME_MANAGER,
+            {"orders.view_upload", "orders.add_upload", "orders.change_upload"},
+        )

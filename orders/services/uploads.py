@@ -24,6 +24,7 @@ Lock order per row: upload row (SKIP LOCKED) -> member -> campaign counters -> m
 import io
 import json
 import logging
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -62,7 +63,7 @@ from plum.services.jobs import job_close, job_open, job_progress
 logger = logging.getLogger(__name__)
 
 UPLOAD_JOB = "upload.dispatch"
-_HEARTBEAT_EVERY = 25  # rows between chunk heartbeats and job progress reports
+_HEARTBEAT_SECONDS = 2.0  # between a chunk's heartbeats (and job progress reports)
 
 
 # --- validation --------------------------------------------------------------------------
@@ -574,6 +575,7 @@ def upload_chunk_dispatch(*, chunk_id: int) -> int:
     )
     actor = _actor_of(upload)
     dispatched = 0
+    last_report = time.monotonic()
     while True:
         with transaction.atomic(durable=True):
             row = _claim_next(chunk)
@@ -581,8 +583,9 @@ def upload_chunk_dispatch(*, chunk_id: int) -> int:
                 break
             _dispatch_row(upload, row, actor)
         dispatched += 1
-        if dispatched % _HEARTBEAT_EVERY == 0:
+        if time.monotonic() - last_report >= _HEARTBEAT_SECONDS:
             _report_progress(upload, chunk.pk)
+            last_report = time.monotonic()
     _chunk_finish(upload, chunk)
     if upload.job_id:
         _report_progress(upload, chunk.pk)

@@ -223,7 +223,9 @@ def test_recipients_already_at_their_cap_are_invalid(programme, make_campaign):
         ),
     ],
 )
-def test_a_file_that_exceeds_the_campaign_is_rejected(programme, make_campaign, governance, message):
+def test_a_file_that_exceeds_the_campaign_is_rejected(
+    programme, make_campaign, governance, message
+):
     campaign = make_campaign(programme, **governance)
     upload = create(campaign, rows_csv(3))
     assert upload.status == "rejected"
@@ -235,7 +237,7 @@ def test_a_file_that_exceeds_the_campaign_is_rejected(programme, make_campaign, 
 def test_formula_cells_are_stored_as_text_and_exported_with_a_leading_quote(campaign):
     # given: cells a spreadsheet would run as formulas
     raw = csv_bytes(
-        row(1, name="=HYPERLINK(\"http://evil\")"),
+        row(1, name='=HYPERLINK("http://evil")'),
         row(2, external_id="=cmd|' /C calc'!A0", email="@SUM(1+1)"),
     )
     # when
@@ -245,9 +247,7 @@ def test_formula_cells_are_stored_as_text_and_exported_with_a_leading_quote(camp
     assert rows[2].name == '=HYPERLINK("http://evil")'
     assert rows[3].external_id == "=cmd|' /C calc'!A0"
     # and the error report quotes them
-    report = "".join(
-        csv_lines(selectors.ERROR_REPORT_HEADER, selectors.upload_error_rows(upload))
-    )
+    report = "".join(csv_lines(selectors.ERROR_REPORT_HEADER, selectors.upload_error_rows(upload)))
     assert report.splitlines() == [
         "row,column,message,value,external_id",
         "3,email,Not a valid e-mail address.,'@SUM(1+1),'=cmd|' /C calc'!A0",
@@ -270,6 +270,8 @@ def test_json_rows_are_checked_like_a_file(campaign):
 
 def test_json_rows_with_unknown_fields_are_refused(campaign):
     with pytest.raises(UploadHeaderError) as exc:
-        upload_create_from_rows(campaign=campaign, rows=[{"external_id": "E1", "x": 1}], actor=SYSTEM)
+        upload_create_from_rows(
+            campaign=campaign, rows=[{"external_id": "E1", "x": 1}], actor=SYSTEM
+        )
     assert exc.value.fields == {"unknown": ["x"]}
     assert nothing_stored()

@@ -32,8 +32,8 @@ def rows_csv(count: int, start: int = 1) -> bytes:
 def run_chunks(upload) -> int:
     """Every open chunk of the upload, in this process (what the workers do)."""
     done = 0
-    for chunk_id in UploadChunk.objects.filter(upload=upload).order_by("number").values_list(
-        "pk", flat=True
+    for chunk_id in (
+        UploadChunk.objects.filter(upload=upload).order_by("number").values_list("pk", flat=True)
     ):
         done += upload_chunk_dispatch(chunk_id=chunk_id)
     return done
