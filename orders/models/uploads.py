@@ -133,7 +133,10 @@ class UploadRow(models.Model):
         ISSUED = "issued"  # its order exists (completed, or pending approval)
         REFUSED = "refused"  # governance refused it at dispatch (campaign ran out, ...)
 
-    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="rows")
+    # Indexed by the unique (upload, row_number) constraint: no second index to maintain.
+    upload = models.ForeignKey(
+        Upload, on_delete=models.CASCADE, related_name="rows", db_index=False
+    )
     # The spreadsheet row (the header is row 1) for a CSV; the 1-based position for JSON rows.
     row_number = models.PositiveIntegerField()
     external_id = models.CharField(max_length=255, blank=True)
@@ -188,7 +191,9 @@ class UploadChunk(models.Model):
         RUNNING = "running"
         DONE = "done"
 
-    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="chunks")
+    upload = models.ForeignKey(
+        Upload, on_delete=models.CASCADE, related_name="chunks", db_index=False
+    )
     number = models.PositiveIntegerField()
     first_row_id = models.BigIntegerField()
     last_row_id = models.BigIntegerField()
