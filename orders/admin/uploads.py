@@ -161,10 +161,6 @@ class UploadAdmin(ProgrammeScopedAdmin):
         )
         return TemplateResponse(request, "admin/orders/upload/detail.html", context)
 
-    def has_change_permission(self, request, obj=None):
-        # No edit form: the change page is the preview; changing means confirming.
-        return super().has_change_permission(request, obj)
-
     def confirm_view(self, request, upload_id):
         upload = self._upload(request, upload_id)
         if request.method != "POST":

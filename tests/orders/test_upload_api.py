@@ -185,3 +185,12 @@ def test_a_test_key_uploads_test_data(make_api, programme, campaign):
     api = make_api([programme], is_test=True)
     body = post_file(api, campaign, rows_csv(1)).json()
     assert body["is_test"] is True
+
+
+def test_json_rows_that_are_not_objects_are_refused(client_api, campaign):
+    response = client_api.post(
+        "/api/v1/uploads", {"campaign": campaign.pk, "rows": ["E1"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "upload_malformed"
+    assert Upload.objects.count() == 0
