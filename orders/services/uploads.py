@@ -21,6 +21,7 @@ Invariants:
 Lock order per row: upload row (SKIP LOCKED) -> member -> campaign counters -> member counter
 -> voucher (the issuing order, inside `_issue`) -> upload (counters)."""
 
+import csv
 import io
 import json
 import logging
@@ -132,7 +133,6 @@ def _capacity_errors(campaign: Campaign, *, count: int, value: Decimal) -> list[
     return errors
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_COLUMNS = (
     "upload_id",
     "row_number",
@@ -150,42 +150,51 @@ _COPY_COLUMNS = (
     "refusal_code",
     "refusal_message",
 )
+# In COPY's CSV format an unquoted empty field is NULL: these text columns read it as "".
+_COPY_NOT_NULL = (
+    "external_id",
+    "name",
+    "email",
+    "phone",
+    "country",
+    "channel",
+    "reference",
+    "refusal_code",
+    "refusal_message",
+)
 
 
 def _store_rows(upload: Upload, rows: list[CheckedRow]) -> None:
-    """Every row, in the caller's transaction: COPY on Postgres, bulk inserts elsewhere."""
+    """Every row, in the caller's transaction: COPY (CSV, written by the C csv writer) on
+    Postgres, bulk inserts elsewhere."""
     if connection.vendor == "postgresql":
         buffer = io.StringIO()
-        write = buffer.write
-        esc = _COPY_ESCAPES
-        uid = str(upload.pk)
-        for r in rows:
-            write(
-                "\t".join(
-                    (
-                        uid,
-                        str(r.row_number),
-                        r.external_id.translate(esc),
-                        r.name.translate(esc),
-                        r.email.translate(esc),
-                        r.phone.translate(esc),
-                        r.country.translate(esc),
-                        r.channel.translate(esc),
-                        "t" if r.channel_from_file else "f",
-                        "\\N" if r.value is None else str(r.value),
-                        r.reference.translate(esc),
-                        json.dumps(r.errors).translate(esc) if r.errors else "[]",
-                        "invalid" if r.errors else "valid",
-                        "",
-                        "",
-                    )
-                )
+        uid = upload.pk
+        csv.writer(buffer, lineterminator="\n").writerows(
+            (
+                uid,
+                r.row_number,
+                r.external_id,
+                r.name,
+                r.email,
+                r.phone,
+                r.country,
+                r.channel,
+                "t" if r.channel_from_file else "f",
+                r.value,  # None: an empty field, NULL
+                r.reference,
+                json.dumps(r.errors) if r.errors else "[]",
+                "invalid" if r.errors else "valid",
+                "",
+                "",
             )
-            write("\n")
+            for r in rows
+        )
         buffer.seek(0)
         with connection.cursor() as cursor:
             cursor.cursor.copy_expert(
-                f"COPY {UploadRow._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN",
+                f"COPY {UploadRow._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN "
+                f"WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(_COPY_NOT_NULL)}))",
                 buffer,
                 size=1 << 20,
             )
