@@ -39,3 +39,7 @@ class OrdersConfig(AppConfig):
         )
         for role in (roles.SUPPORT_AGENT, roles.FINANCE):
             roles.register_role_perms(role, {"orders.view_event", "orders.view_eventruleoutcome"})
+        roles.register_role_perms(
+            roles.PROGRAMME_MANAGER,
+            {"orders.view_upload", "orders.add_upload", "orders.change_upload"},
+        )

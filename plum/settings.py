@@ -141,6 +141,12 @@ API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(1024 * 1024)))
 # Endpoints that take files (code imports, recipient uploads) accept up to this.
 API_UPLOAD_MAX_BYTES = int(os.environ.get("API_UPLOAD_MAX_BYTES", str(20 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_UPLOAD_MAX_BYTES
+# IPA recipient uploads: at most this many rows (and API_UPLOAD_MAX_BYTES) per file; valid
+# rows are dispatched in chunks of UPLOAD_CHUNK_ROWS, one Celery task each; a chunk silent for
+# UPLOAD_CHUNK_STALE_SECONDS lost its worker and is sent again by the sweeper.
+UPLOAD_MAX_ROWS = int(os.environ.get("UPLOAD_MAX_ROWS", "100000"))
+UPLOAD_CHUNK_ROWS = int(os.environ.get("UPLOAD_CHUNK_ROWS", "500"))
+UPLOAD_CHUNK_STALE_SECONDS = int(os.environ.get("UPLOAD_CHUNK_STALE_SECONDS", "120"))
 
 # Security headers; the secure cookies and HSTS apply whenever DEBUG is off.
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -201,6 +207,10 @@ CELERY_BEAT_SCHEDULE = {
     "payouts-close": {
         "task": "orders.tasks.payouts.payouts_close_task",
         "schedule": timedelta(hours=6),
+    },
+    "uploads-dispatch-sweep": {
+        "task": "orders.tasks.uploads.upload_dispatch_sweep_task",
+        "schedule": timedelta(seconds=30),
     },
 }
 

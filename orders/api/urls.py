@@ -40,3 +40,18 @@ urlpatterns = [
         "delivery-receipt",
     ),
 ]
+
+from orders.api import uploads as upload_api  # noqa: E402
+
+urlpatterns += [
+    *api_route("uploads", upload_api.UploadListCreateApi.as_view(), "upload-list"),
+    # Before uploads/<id>: "template" is not an id.
+    *api_route("uploads/template", upload_api.UploadTemplateApi.as_view(), "upload-template"),
+    *api_route("uploads/<int:upload_id>", upload_api.UploadDetailApi.as_view(), "upload-detail"),
+    *api_route(
+        "uploads/<int:upload_id>/errors", upload_api.UploadErrorsApi.as_view(), "upload-errors"
+    ),
+    *api_route(
+        "uploads/<int:upload_id>/confirm", upload_api.UploadConfirmApi.as_view(), "upload-confirm"
+    ),
+]

@@ -5,6 +5,7 @@ from orders.models.order import ORDER_TRANSITIONS, Order
 from orders.models.payouts import PAYOUT_TRANSITIONS, Payout, PayoutLine
 from orders.models.rules import Event, EventRuleOutcome, RuleCondition, WorkflowRule
 from orders.models.storefront import StoreListing, StoreRedeemToken
+from orders.models.uploads import UPLOAD_TRANSITIONS, Upload, UploadChunk, UploadRow  # noqa: E402
 
 __all__ = [
     "DELIVERY_TRANSITIONS",
@@ -20,5 +21,9 @@ __all__ = [
     "RuleCondition",
     "StoreListing",
     "StoreRedeemToken",
+    "UPLOAD_TRANSITIONS",
+    "Upload",
+    "UploadChunk",
+    "UploadRow",
     "WorkflowRule",
 ]

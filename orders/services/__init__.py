@@ -58,3 +58,19 @@ __all__ = [
     "rule_save",
     "rule_validate",
 ]
+
+from orders.services.uploads import (  # noqa: E402
+    upload_chunk_dispatch,
+    upload_confirm,
+    upload_create_from_csv,
+    upload_create_from_rows,
+    upload_dispatch_sweep,
+)
+
+__all__ += [
+    "upload_chunk_dispatch",
+    "upload_confirm",
+    "upload_create_from_csv",
+    "upload_create_from_rows",
+    "upload_dispatch_sweep",
+]

@@ -129,3 +129,40 @@ def job_run(*, job_id: UUID | str) -> Job | None:
         )
     job.refresh_from_db()
     return job
+
+
+def job_open(
+    *, kind: str, programme: Programme | None, total: int, params: dict, actor: Actor
+) -> Job:
+    """A job whose work runs in its owner's own tasks (an upload's chunks), not in a handler:
+    created running in the caller's transaction, moved by `job_progress`, ended by
+    `job_close`."""
+    now = timezone.now()
+    job = Job.objects.create(
+        kind=kind,
+        programme=programme,
+        total=total,
+        params=params,
+        status=Job.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        created_by_user=actor if isinstance(actor, AbstractBaseUser) else None,
+        created_by_client=actor if isinstance(actor, ApiClient) else None,
+    )
+    audit_log(actor=actor, action="job.create", obj=job, changes={"kind": [None, kind]})
+    return job
+
+
+def job_close(*, job_id: UUID | str, result: dict, errors: list | None = None) -> bool:
+    """End a running job opened with `job_open` as succeeded (done = total). A job the stale
+    sweep already failed stays failed. Returns whether this call ended it."""
+    return bool(
+        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+            status=Job.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            done=F("total"),
+            errors=errors or [],
+            result=result,
+        )
+    )
