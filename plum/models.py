@@ -489,31 +489,32 @@ class Delivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        verbose_name_plural = "deliveries"
+        verbose_name = "notification delivery"
+        verbose_name_plural = "notification deliveries"
         constraints = [
             models.CheckConstraint(
                 condition=Q(channel__isnull=True) ^ Q(endpoint__isnull=True),
-                name="delivery_one_target",
+                name="hook_delivery_one_target",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "succeeded", "failed", "dead"]),
-                name="delivery_status_valid",
+                name="hook_delivery_status_valid",
             ),
             models.UniqueConstraint(
                 fields=["event", "channel"],
                 condition=Q(channel__isnull=False),
-                name="delivery_event_channel_unique",
+                name="hook_delivery_event_channel_unique",
             ),
             models.UniqueConstraint(
                 fields=["event", "endpoint"],
                 condition=Q(endpoint__isnull=False),
-                name="delivery_event_endpoint_unique",
+                name="hook_delivery_event_endpoint_unique",
             ),
         ]
         indexes = [
-            models.Index(fields=["endpoint", "status"], name="delivery_endpoint_status_idx"),
-            models.Index(fields=["channel", "status"], name="delivery_channel_status_idx"),
-            models.Index(fields=["programme", "-created_at"], name="delivery_programme_idx"),
+            models.Index(fields=["endpoint", "status"], name="hookdel_endpoint_status_idx"),
+            models.Index(fields=["channel", "status"], name="hookdel_channel_status_idx"),
+            models.Index(fields=["programme", "-created_at"], name="hook_delivery_programme_idx"),
         ]
 
     def __str__(self) -> str:

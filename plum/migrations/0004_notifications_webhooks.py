@@ -37,7 +37,8 @@ class Migration(migrations.Migration):
                 ('programme', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='plum.programme')),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
+                'verbose_name': 'notification delivery',
+                'verbose_name_plural': 'notification deliveries',
                 'ordering': ['-created_at'],
             },
         ),
@@ -119,30 +120,30 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='delivery',
-            index=models.Index(fields=['endpoint', 'status'], name='delivery_endpoint_status_idx'),
+            index=models.Index(fields=['endpoint', 'status'], name='hookdel_endpoint_status_idx'),
         ),
         migrations.AddIndex(
             model_name='delivery',
-            index=models.Index(fields=['channel', 'status'], name='delivery_channel_status_idx'),
+            index=models.Index(fields=['channel', 'status'], name='hookdel_channel_status_idx'),
         ),
         migrations.AddIndex(
             model_name='delivery',
-            index=models.Index(fields=['programme', '-created_at'], name='delivery_programme_idx'),
+            index=models.Index(fields=['programme', '-created_at'], name='hook_delivery_programme_idx'),
         ),
         migrations.AddConstraint(
             model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(('channel__isnull', True), ('endpoint__isnull', True), _connector='XOR'), name='delivery_one_target'),
+            constraint=models.CheckConstraint(condition=models.Q(('channel__isnull', True), ('endpoint__isnull', True), _connector='XOR'), name='hook_delivery_one_target'),
         ),
         migrations.AddConstraint(
             model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'succeeded', 'failed', 'dead'])), name='delivery_status_valid'),
+            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'succeeded', 'failed', 'dead'])), name='hook_delivery_status_valid'),
         ),
         migrations.AddConstraint(
             model_name='delivery',
-            constraint=models.UniqueConstraint(condition=models.Q(('channel__isnull', False)), fields=('event', 'channel'), name='delivery_event_channel_unique'),
+            constraint=models.UniqueConstraint(condition=models.Q(('channel__isnull', False)), fields=('event', 'channel'), name='hook_delivery_event_channel_unique'),
         ),
         migrations.AddConstraint(
             model_name='delivery',
-            constraint=models.UniqueConstraint(condition=models.Q(('endpoint__isnull', False)), fields=('event', 'endpoint'), name='delivery_event_endpoint_unique'),
+            constraint=models.UniqueConstraint(condition=models.Q(('endpoint__isnull', False)), fields=('event', 'endpoint'), name='hook_delivery_event_endpoint_unique'),
         ),
     ]
