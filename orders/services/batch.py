@@ -55,6 +55,7 @@ from campaigns.models import Campaign, CampaignMemberCounter, Voucher, VoucherSt
 from campaigns.services.vouchers import _expiry_for
 from orders.errors import BatchTooLargeError, RecipientInvalidError
 from orders.models import Order
+from orders.services.delivery import deliveries_queue
 from orders.services.issuance import RECIPIENT_FIELDS, booking_id_new
 from plum import context
 from plum.actors import Actor, actor_fields
@@ -221,6 +222,10 @@ def order_issue_batch(
             _order_writes(accepted, orders, actor=actor, writes=writes)
             _insert(AuditEvent, writes.audit, returning_pk=False)
             _insert(OutboxMessage, writes.outbox, returning_pk=False)
+            # Each completed order's voucher goes to its member (orders.services.delivery).
+            deliveries_queue(
+                orders=[o for o in orders if o.status == Order.Status.COMPLETED], actor=actor
+            )
             if writes.outbox:
                 transaction.on_commit(lambda: _schedule_sweeps(len(writes.outbox)))
     return results

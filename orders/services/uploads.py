@@ -59,6 +59,7 @@ from plum.actors import SYSTEM, Actor
 from plum.errors import PlumError
 from plum.models import ApiClient
 from plum.services.audit import audit_log
+from plum.services.events import event_emit
 from plum.services.jobs import job_close, job_open, job_progress
 
 logger = logging.getLogger(__name__)
@@ -641,6 +642,19 @@ def _chunk_finish(upload: Upload, chunk: UploadChunk) -> None:
                 "status": [Upload.Status.DISPATCHING, target],
                 "issued": [None, counts["issued_count"]],
                 "refused": [None, counts["refused_count"]],
+            },
+        )
+        event_emit(
+            event_type="upload.completed",
+            programme_id=upload.programme_id,
+            data={
+                "upload_id": upload.pk,
+                "campaign_id": upload.campaign_id,
+                "status": target,
+                "rows": upload.row_count,
+                "succeeded": counts["issued_count"],
+                "failed": counts["refused_count"],
+                "is_test": upload.is_test,
             },
         )
         if upload.job_id:
