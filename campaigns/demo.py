@@ -1,5 +1,6 @@
-"""Demo campaign for `make run`: the sample catalog, an active campaign in programme `acme`
-with a pool of codes, three vouchers issued and one partly redeemed. Idempotent."""
+"""Demo campaigns for `make run`: the sample catalog, an active campaign in programme `acme`
+with a pool of codes, three vouchers issued and one partly redeemed, and two storefront
+campaigns members can redeem points for. Idempotent."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -61,6 +62,7 @@ def seed_campaigns(programmes) -> list[str]:
             reference="DEMO-POS-1",
             actor=ACTOR,
         )
+    _seed_store_campaigns(acme)
     issued = campaign.vouchers.exclude(member=None).order_by("id").first()
     return [
         f"Demo campaign: {campaign.name!r} (id {campaign.pk}) in acme;"
@@ -68,3 +70,32 @@ def seed_campaigns(programmes) -> list[str]:
         if issued
         else "Demo campaign ready."
     ]
+
+
+# Storefront campaigns (priced in points through the reward's points_price): the demo member
+# (750 points after the wallet demo) can afford the first and is refused the second.
+STORE_CAMPAIGNS = [
+    ("WALLET-IN", Decimal("50"), "Prepaid wallet top-up (demo store)", "DWS"),
+    ("BREW-GC-IN", Decimal("100"), "Coffee card (demo store)", "DCS"),
+]
+
+
+def _seed_store_campaigns(acme) -> None:
+    for sku, value, name, prefix in STORE_CAMPAIGNS:
+        reward = Reward.objects.filter(sku=sku, is_active=True).first()
+        if reward is None or Campaign.objects.filter(programme=acme, name=name).exists():
+            continue
+        campaign = campaign_create(
+            programme=acme,
+            actor=ACTOR,
+            name=name,
+            reward=reward,
+            value=value,
+            starts_at=timezone.now() - timedelta(days=1),
+            max_rewards=500,
+            per_member_cap=3,
+            expiry_days=180,
+            code_prefix=prefix,
+            in_storefront=True,
+        )
+        campaign_transition(campaign=campaign, action="activate", actor=ACTOR)

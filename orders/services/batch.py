@@ -223,9 +223,17 @@ def order_issue_batch(
             _insert(AuditEvent, writes.audit, returning_pk=False)
             _insert(OutboxMessage, writes.outbox, returning_pk=False)
             # Each completed order's voucher goes to its member (orders.services.delivery).
-            deliveries_queue(
-                orders=[o for o in orders if o.status == Order.Status.COMPLETED], actor=actor
-            )
+            completed = [o for o in orders if o.status == Order.Status.COMPLETED]
+            if completed:
+                deliveries_queue(orders=completed, actor=actor)
+                # The rendered results show what the queueing decided (failed: no address).
+                status = dict(
+                    Order.objects.filter(pk__in=[o.pk for o in completed]).values_list(
+                        "pk", "delivery_status"
+                    )
+                )
+                for order in completed:
+                    order.delivery_status = status[order.pk]
             if writes.outbox:
                 transaction.on_commit(lambda: _schedule_sweeps(len(writes.outbox)))
     return results

@@ -42,7 +42,7 @@ from plum.actors import Actor, SystemActor
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Channel, Member, OutboxMessage
 from plum.services.audit import audit_log
-from plum.services.events import event_emit
+from plum.services.events import event_emit, event_emit_many
 from plum.services.outbox import (
     PermanentSendError,
     TransientSendError,
@@ -85,18 +85,22 @@ def _failed_event(delivery: Delivery, order: Order) -> None:
     event_emit(
         event_type="delivery.failed",
         programme_id=delivery.programme_id,
-        data={
-            "delivery_id": delivery.pk,
-            "order_id": order.pk,
-            "booking_id": order.booking_id,
-            "campaign_id": delivery.campaign_id,
-            "channel": delivery.channel,
-            "reason": delivery.reason,
-            "detail": delivery.reason_detail[:500],
-            "is_resend": delivery.is_resend,
-            "is_test": delivery.is_test,
-        },
+        data=_failed_data(delivery, order),
     )
+
+
+def _failed_data(delivery: Delivery, order: Order) -> dict:
+    return {
+        "delivery_id": delivery.pk,
+        "order_id": order.pk,
+        "booking_id": order.booking_id,
+        "campaign_id": delivery.campaign_id,
+        "channel": delivery.channel,
+        "reason": delivery.reason,
+        "detail": delivery.reason_detail[:500],
+        "is_resend": delivery.is_resend,
+        "is_test": delivery.is_test,
+    }
 
 
 def deliveries_queue(*, orders, actor: Actor) -> list[Delivery]:
@@ -183,8 +187,11 @@ def deliveries_queue(*, orders, actor: Actor) -> list[Delivery]:
                 "failed": [None, [d.pk for d in group if d.status == Delivery.Status.FAILED]],
             },
         )
-    for delivery in failed:
-        _failed_event(delivery, delivery.order)
+    if failed:
+        event_emit_many(
+            event_type="delivery.failed",
+            events=[(d.programme_id, _failed_data(d, d.order)) for d in failed],
+        )
     return created
 
 

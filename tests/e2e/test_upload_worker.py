@@ -1,6 +1,6 @@
 """A 10,000-row upload end to end through real Celery worker processes on Redis, with the
 worker killed (SIGKILL, the whole process group) mid-dispatch and started again: afterwards
-every valid row has exactly one order."""
+every valid row has exactly one order and one successful delivery."""
 
 import os
 import signal
@@ -12,11 +12,12 @@ from datetime import timedelta
 import pytest
 from django.db.models import Count
 
-from orders.models import Order, Upload, UploadRow
+from orders.models import Delivery, DeliveryAttempt, Order, Upload, UploadRow
 from orders.services.uploads import upload_confirm, upload_create_from_csv, upload_dispatch_sweep
 from plum.actors import SYSTEM
 from plum.celery import app as celery_app
 from plum.models import Job
+from plum.services.outbox import outbox_sweep
 from tests.campaigns.builders import make_campaign
 from tests.orders.upload_helpers import csv_bytes, row
 
@@ -97,6 +98,12 @@ def test_a_killed_worker_never_costs_a_row_its_order_or_gives_it_two(
                 break
             upload_dispatch_sweep(stale_after=timedelta(seconds=30))
             time.sleep(2)
+        # and every order's voucher goes out once: by the worker, or by the outbox sweeper
+        # (what beat runs) for the messages the dead worker held
+        delivered = Delivery.objects.filter(order__source="upload", status="delivered")
+        while delivered.count() < ROWS - 100 and time.monotonic() < deadline:
+            outbox_sweep(limit=1000)
+            time.sleep(1)
     finally:
         _kill(worker)
         if restarted is not None:
@@ -119,3 +126,9 @@ def test_a_killed_worker_never_costs_a_row_its_order_or_gives_it_two(
     assert campaign.issued_count == ROWS - 100
     job = Job.objects.get(pk=Upload.objects.get(pk=upload.pk).job_id)
     assert (job.status, job.done, job.total) == ("succeeded", ROWS - 100, ROWS - 100)
+    deliveries = Delivery.objects.filter(order__source="upload")
+    assert deliveries.count() == ROWS - 100
+    assert deliveries.filter(status="delivered").count() == ROWS - 100
+    assert list(deliveries.values("order").annotate(n=Count("id")).filter(n__gt=1)) == []
+    successes = DeliveryAttempt.objects.filter(delivery__in=deliveries, outcome="success")
+    assert successes.count() == ROWS - 100

@@ -105,11 +105,20 @@ def test_a_batch_issues_like_single_issuances(campaign, programme):
             ).count()
             == 1
         )
+        # order.created, order.completed and what queueing its delivery emitted
         assert sorted(
-            OutboxMessage.objects.filter(payload__data__order_id=order.pk).values_list(
-                "payload__type", flat=True
-            )
+            OutboxMessage.objects.filter(kind="event", payload__data__order_id=order.pk)
+            .exclude(payload__type__startswith="delivery.")
+            .values_list("payload__type", flat=True)
         ) == ["order.completed", "order.created"]
+        # one delivery each; a delivery.failed event where it failed at once (no address)
+        assert order.deliveries.count() == 1
+        assert (
+            OutboxMessage.objects.filter(
+                kind="event", payload__data__order_id=order.pk, payload__type="delivery.failed"
+            ).count()
+            == order.deliveries.filter(status="failed").count()
+        )
     batch_payload = OutboxMessage.objects.get(
         payload__data__order_id=results[0].pk, payload__type="order.completed"
     ).payload["data"]
