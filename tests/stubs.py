@@ -1,7 +1,12 @@
-"""Real local stand-ins for the outside world: an SMTP server (aiosmtpd)."""
+"""Real local stand-ins for the outside world: an SMTP server (aiosmtpd), and a real Celery
+worker process for end-to-end task flows."""
 
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 
@@ -53,3 +58,40 @@ class SmtpServer:
 
     def __exit__(self, *exc):
         self.controller.stop()
+
+
+@contextmanager
+def celery_worker(env: dict) -> Iterator[subprocess.Popen]:
+    """A real `celery worker` process (solo pool) with `env` (the test database and Redis: the
+    `services_env` fixture), after purging what other tests published without a worker; stopped
+    on exit."""
+    from plum.celery import app as celery_app
+
+    celery_app.control.purge()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "plum",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()

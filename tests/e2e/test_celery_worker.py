@@ -1,16 +1,14 @@
 """End to end through a real Celery worker on Redis: a service commits an outbox message, the
 on-commit hook publishes to Redis, the worker process delivers it over real SMTP."""
 
-import subprocess
-import sys
 import time
 
 import pytest
 from django.db import transaction
 
-from plum.celery import app as celery_app
 from plum.models import Job, OutboxMessage
 from plum.services.outbox import outbox_enqueue
+from tests.stubs import celery_worker
 
 
 def _wait_for(predicate, timeout=30.0):
@@ -29,34 +27,8 @@ def celery_worker_process(services_env, smtp_server):
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_server.port),
     }
-    celery_app.control.purge()  # tasks other tests published without a worker
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "plum",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with celery_worker(env) as worker:
         yield worker
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
 
 @pytest.mark.postgres

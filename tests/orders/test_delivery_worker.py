@@ -2,8 +2,6 @@
 outbox message, the on-commit hook publishes to Redis, and a worker process sends it over the
 HTTP provider contract to a real local provider (a 500 first, retried) and over real SMTP."""
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -12,11 +10,11 @@ from django.utils import timezone
 from orders.models import Delivery, Order
 from orders.services import order_issue
 from plum.actors import SYSTEM
-from plum.celery import app as celery_app
 from plum.models import OutboxMessage
 from plum.tasks import outbox_deliver_task
 from tests.factories import MemberFactory
 from tests.orders.delivery_stubs import SMS_PROVIDER, TOKEN
+from tests.stubs import celery_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -45,34 +43,8 @@ def worker(services_env, smtp_server, http_providers):
         "OUTBOX_BACKOFF_BASE_SECONDS": "1",
         "OUTBOX_BACKOFF_MAX_SECONDS": "2",
     }
-    celery_app.control.purge()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "plum",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with celery_worker(env) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_a_real_worker_delivers_by_sms_after_a_retry_and_by_email(

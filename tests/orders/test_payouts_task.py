@@ -1,8 +1,6 @@
 """The payout beat task: its schedule entry names a registered task, it closes the latest ended
 period and is safe to run twice, and a real Celery worker on Redis runs it."""
 
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -15,6 +13,7 @@ from orders.services.payouts import payout_period_last_closed
 from orders.tasks.payouts import payouts_close_task
 from plum.celery import app as celery_app
 from tests.orders.payout_builders import make_merchant, merchant_campaign, sell
+from tests.stubs import celery_worker
 
 TASK = "orders.tasks.payouts.payouts_close_task"
 
@@ -48,34 +47,8 @@ def test_the_task_closes_the_latest_ended_week_once(programme):
 
 @pytest.fixture
 def celery_worker_process(services_env):
-    celery_app.control.purge()  # tasks other tests published without a worker
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "plum",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env=services_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with celery_worker(services_env) as worker:
         yield worker
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
 
 @pytest.mark.postgres
