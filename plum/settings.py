@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "wallets.apps.WalletsConfig",
     "orders.apps.OrdersConfig",
     "support.apps.SupportConfig",
+    "ops.apps.OpsConfig",
 ]
 
 MIDDLEWARE = [

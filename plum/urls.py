@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("orders.api.urls")),
     path("store/", include("orders.urls_store")),
     path("store/", include("support.urls_store")),
+    path("ops/", include("ops.urls")),
 ]
 
 handler400 = "plum.views.bad_request"
