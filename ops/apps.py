@@ -6,3 +6,9 @@ class OpsConfig(AppConfig):
     reads through the other apps' selectors and writes through their services."""
 
     name = "ops"
+
+    def ready(self):
+        from ops.demo import seed_ops
+        from plum.demo import register_demo_seeder
+
+        register_demo_seeder(seed_ops)

@@ -1,4 +1,5 @@
-"""The ops portal, mounted at /ops/ by plum/urls.py."""
+"""The ops portal, mounted at /ops/ by plum/urls.py. The only writes are reveal, resend and the
+contact correction (tests/ops/test_no_forbidden_writes.py holds this list)."""
 
 from django.urls import include, path
 
@@ -10,5 +11,10 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("sign-in/", views.OpsLoginView.as_view(), name="login"),
     path("sign-out/", views.OpsLogoutView.as_view(), name="logout"),
+    path("orders/<str:booking_id>/", views.order_detail, name="order"),
+    path("orders/<str:booking_id>/reveal/", views.order_reveal, name="reveal"),
+    path("orders/<str:booking_id>/resend/", views.order_resend, name="resend"),
+    path("members/<int:member_id>/", views.member_detail, name="member"),
+    path("members/<int:member_id>/contact/", views.member_contact, name="member_contact"),
     path("tickets/", include("support.urls_ops")),
 ]
