@@ -6,7 +6,12 @@ class OrdersConfig(AppConfig):
 
     def ready(self):
         import orders.services.delivery  # noqa: F401 - registers the "delivery" outbox sender
+        from campaigns.hooks import register_voucher_recovery_hook
+        from orders.services.issuance import OrderVoucherRecoveryHook
         from plum import roles
+
+        # Recovering a voucher cancels the order holding it, in the same transaction.
+        register_voucher_recovery_hook(OrderVoucherRecoveryHook())
 
         roles.register_role_perms(
             roles.PROGRAMME_MANAGER, {"orders.view_order", "orders.change_order"}

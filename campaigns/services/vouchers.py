@@ -33,6 +33,7 @@ from campaigns.errors import (
     VoucherNotFoundError,
     VoucherNotRedeemableError,
 )
+from campaigns.hooks import voucher_recovery_hooks
 from campaigns.models import (
     VOUCHER_TRANSITIONS,
     Campaign,
@@ -556,8 +557,15 @@ def vouchers_recover(*, vouchers, actor: Actor, to_pool: bool = True) -> dict:
 
     Locks the vouchers (ordered by id) before reading their state, then the campaign rows:
     a redemption racing a recovery waits for the lock and finds the voucher no longer
-    redeemable, or the recovery finds it redeemed; exactly one wins."""
+    redeemable, or the recovery finds it redeemed; exactly one wins.
+
+    Registered recovery hooks (campaigns.hooks; orders registers one) first lock what holds
+    the vouchers, and after the move update it in this transaction: the order holding a
+    recovered voucher is cancelled with it."""
+    hooks = voucher_recovery_hooks()
     with transaction.atomic(durable=True):
+        for hook in hooks:
+            hook.lock_holders(voucher_ids=vouchers.values("pk"))
         rows = list(
             Voucher.objects.select_for_update(no_key=True)
             .filter(pk__in=vouchers.values("pk"))
@@ -587,6 +595,9 @@ def vouchers_recover(*, vouchers, actor: Actor, to_pool: bool = True) -> dict:
         _release_counts(
             [(v.campaign_id, v.member_id, v.face_value) for v in eligible if not v.is_test]
         )
+        if eligible:
+            for hook in hooks:
+                hook.recovered(vouchers=eligible, to_pool=to_pool, actor=actor)
         if ids:
             _bulk_audit(
                 actor=actor,

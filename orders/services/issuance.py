@@ -425,36 +425,109 @@ def order_cancel(*, order: Order, actor: Actor, reason: str = "") -> Order:
                     raise OrderVoucherUsedError(voucher_status=voucher.status)
                 voucher = voucher_cancel(voucher=voucher, actor=actor)
             voucher_status = voucher.status
-        reversal_id = None
-        if current.points_transaction_id is not None:
-            # Under the order's row lock, and the ledger reverses a transaction at most once:
-            # a second cancellation was refused above, so the points come back exactly once.
-            reversal, _ = transaction_reverse(
-                transaction=current.points_transaction,
-                actor=actor,
-                reason=Reason.ORDER_CANCELLED,
-                note=reason,
-                idempotency_key=f"order-cancel:{current.booking_id}",
-            )
-            reversal_id = reversal.pk
-        now = timezone.now()
-        updated = Order.objects.filter(
-            pk=current.pk, status__in=ORDER_TRANSITIONS.sources_for(Order.Status.CANCELLED)
-        ).update(status=Order.Status.CANCELLED, cancelled_at=now, updated_at=now)
-        if updated != 1:  # cannot happen under the row lock; never cancel the voucher alone
-            raise RuntimeError(f"Order {current.pk} left {current.status} under its lock")
-        before = current.status
-        current.refresh_from_db()
-        audit_log(
+        return _cancel_locked(current, actor=actor, reason=reason, voucher_status=voucher_status)
+
+
+def _cancel_locked(
+    current: Order,
+    *,
+    actor: Actor,
+    reason: str,
+    voucher_status: str | None,
+    recovered: bool = False,
+    detach_voucher: bool = False,
+) -> Order:
+    """The part of a cancellation after the order row is locked and its voucher dealt with:
+    reverse the points a storefront redemption burned (once: the ledger reverses a
+    transaction at most once, and the key is the order's), move the order to cancelled by a
+    conditional UPDATE, audit and emit `order.cancelled`."""
+    reversal_id = None
+    if current.points_transaction_id is not None:
+        # Under the order's row lock, and the ledger reverses a transaction at most once:
+        # a second cancellation is refused by the transition table, so the points come back
+        # exactly once.
+        reversal, _ = transaction_reverse(
+            transaction=current.points_transaction,
             actor=actor,
-            action="order.cancel",
-            obj=current,
-            changes={
-                "status": [before, Order.Status.CANCELLED],
-                "voucher_status": [None, voucher_status],
-                "reason": [None, reason],
-                **({"points_reversal": [None, reversal_id]} if reversal_id else {}),
-            },
+            reason=Reason.ORDER_CANCELLED,
+            note=reason,
+            idempotency_key=f"order-cancel:{current.booking_id}",
         )
-        _order_event("order.cancelled", current, reason=reason, rejected=False)
-        return current
+        reversal_id = reversal.pk
+    now = timezone.now()
+    fields = {"status": Order.Status.CANCELLED, "cancelled_at": now, "updated_at": now}
+    if detach_voucher:
+        fields["voucher"] = None
+    updated = Order.objects.filter(
+        pk=current.pk, status__in=ORDER_TRANSITIONS.sources_for(Order.Status.CANCELLED)
+    ).update(**fields)
+    if updated != 1:  # cannot happen under the row lock; never cancel the voucher alone
+        raise RuntimeError(f"Order {current.pk} left {current.status} under its lock")
+    before, voucher_id = current.status, current.voucher_id
+    current.refresh_from_db()
+    audit_log(
+        actor=actor,
+        action="order.cancel",
+        obj=current,
+        changes={
+            "status": [before, Order.Status.CANCELLED],
+            "voucher_status": [None, voucher_status],
+            "reason": [None, reason],
+            **({"points_reversal": [None, reversal_id]} if reversal_id else {}),
+            **({"cancelled_by": [None, "voucher_recovery"]} if recovered else {}),
+            **({"voucher": [voucher_id, None]} if detach_voucher else {}),
+        },
+    )
+    _order_event("order.cancelled", current, reason=reason, rejected=False)
+    return current
+
+
+RECOVERY_REASON = "voucher_recovered"
+
+
+class OrderVoucherRecoveryHook:
+    """Registered with campaigns (campaigns.hooks) in OrdersConfig.ready(): recovering a
+    voucher cancels the order holding it, in the recovery's transaction.
+
+    What the cancellation releases is exactly what `order_cancel` releases: the campaign and
+    per-member counters (given back once, by the recovery itself, which moves the voucher),
+    and the points a storefront redemption burned (reversed here, once). Lock order is
+    `order_cancel`'s: orders (id order) before vouchers, so a recovery racing a cancellation
+    of the same order waits for it and then finds the voucher cancelled (refused, not
+    recovered), or wins and the cancellation finds the order cancelled (invalid_transition).
+
+    A code recovered *to the pool* can be issued again to a later order, so the cancelled
+    order lets go of it (`voucher` set to null; the audit event keeps which it was): its reads
+    never show another member's live code. A retired code (status recovered) is never issued
+    again and stays on the order, showing status recovered."""
+
+    def lock_holders(self, *, voucher_ids) -> None:
+        list(
+            Order.objects.select_for_update(no_key=True, of=("self",))
+            .filter(voucher_id__in=voucher_ids, status=Order.Status.COMPLETED)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+
+    def recovered(self, *, vouchers: list, to_pool: bool, actor: Actor) -> None:
+        by_id = {v.pk: v for v in vouchers}
+        holders: dict[int, Order] = {}
+        candidates = (
+            Order.objects.filter(voucher_id__in=list(by_id), status=Order.Status.COMPLETED)
+            .select_related("member", "points_transaction")
+            .order_by("id")
+        )
+        for order in candidates:
+            # The latest completed order naming the voucher, issued to the member the voucher
+            # was issued to, holds it (an older one lost it to an earlier recovery).
+            if order.member_id == by_id[order.voucher_id].member_id:
+                holders[order.voucher_id] = order
+        for order in sorted(holders.values(), key=lambda o: o.pk):
+            _cancel_locked(
+                order,
+                actor=actor,
+                reason=RECOVERY_REASON,
+                voucher_status=VoucherStatus.AVAILABLE if to_pool else VoucherStatus.RECOVERED,
+                recovered=True,
+                detach_voucher=to_pool,
+            )

@@ -406,17 +406,22 @@ def test_an_order_whose_voucher_was_redeemed_cannot_be_cancelled(campaign, membe
 
 
 def test_a_recovered_voucher_reissued_to_a_later_order_stays_with_it(campaign, member):
-    # given: an order whose unused voucher went back to the pool and out again, same member
+    # given: an order whose unused voucher went back to the pool (which cancelled the order)
+    # and out again, same member
     first = issue(campaign, member)
-    vouchers_recover(vouchers=Voucher.objects.filter(pk=first.voucher_id), actor=SYSTEM)
+    code_id = first.voucher_id
+    vouchers_recover(vouchers=Voucher.objects.filter(pk=code_id), actor=SYSTEM)
     assert counters(campaign) == (0, D("0"))
     second = issue(campaign, member)
-    assert second.voucher_id == first.voucher_id
-    # when
-    cancelled = order_cancel(order=first, actor=SYSTEM)
-    # then: the first order is cancelled, the code stays with the order holding it now
+    assert second.voucher_id == code_id
+    # when: the first order is cancelled again
+    with pytest.raises(InvalidTransitionError):
+        order_cancel(order=first, actor=SYSTEM)
+    # then: the first order was cancelled by the recovery and let go of the code; the code
+    # stays with the order holding it now
+    first.refresh_from_db()
     second.refresh_from_db()
-    assert (cancelled.status, second.status) == ("cancelled", "completed")
+    assert (first.status, first.voucher_id, second.status) == ("cancelled", None, "completed")
     assert second.voucher.status == "active"
     assert counters(campaign) == (1, D("500.00"))
     # and cancelling the holder cancels the code and releases the count
@@ -424,13 +429,15 @@ def test_a_recovered_voucher_reissued_to_a_later_order_stays_with_it(campaign, m
     assert counters(campaign) == (0, D("0"))
 
 
-def test_cancelling_an_order_whose_voucher_was_recovered_leaves_the_pool_code_alone(
+def test_recovering_an_orders_voucher_cancels_the_order_and_leaves_the_pool_code_alone(
     campaign, member
 ):
     order = issue(campaign, member)
-    vouchers_recover(vouchers=Voucher.objects.filter(pk=order.voucher_id), actor=SYSTEM)
-    cancelled = order_cancel(order=order, actor=SYSTEM)
-    assert (cancelled.status, cancelled.voucher.status) == ("cancelled", "available")
+    code_id = order.voucher_id
+    vouchers_recover(vouchers=Voucher.objects.filter(pk=code_id), actor=SYSTEM)
+    order.refresh_from_db()
+    assert (order.status, order.voucher_id) == ("cancelled", None)
+    assert Voucher.objects.get(pk=code_id).status == "available"
     assert counters(campaign) == (0, D("0"))
 
 
