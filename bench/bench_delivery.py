@@ -16,38 +16,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402 - bench/common.py, next to this script
+
 COUNT = int(os.environ.get("BENCH_DELIVERIES", "2000"))
 WORKERS = 2
-
-
-class _Provider(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"id": uuid.uuid4().hex}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def _serve(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Provider)
-    server.daemon_threads = True
-    server.serve_forever()
 
 
 def _raw_posts(url: str, count: int) -> None:
@@ -164,7 +142,7 @@ def main() -> None:
     OutboxMessage.objects.filter(kind="event").update(status="sent", sent_at=timezone.now())
 
     port = 18000 + os.getpid() % 1000
-    server = multiprocessing.Process(target=_serve, args=(port,), daemon=True)
+    server = multiprocessing.Process(target=common.provider_serve, args=(port,), daemon=True)
     server.start()
     time.sleep(0.5)
     base_url = f"http://127.0.0.1:{port}/v1"

@@ -20,24 +20,17 @@ deliveries are queued to the Redis in REDIS_URL (BENCH_REDIS_URL overrides) and 
 during the run (no worker competes for the CPU); the queued tasks are purged at the end.
 Prints one table."""
 
-import json
 import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import common  # noqa: E402 - bench/common.py, next to this script
+
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "2"))
 BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "1000"))
@@ -49,43 +42,8 @@ THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 SPREAD = int(os.environ.get("BENCH_SPREAD", "32"))
 PGBENCH_SCALE = int(os.environ.get("BENCH_PGBENCH_SCALE", "10"))
 
-LUA_COMMON = """
-local counter = 0
-local threads = {}
-local tag = os.getenv("BENCH_TAG")
-
-function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
-end
-
-function next_id()
-  counter = counter + 1
-  return tag .. "-" .. tid .. "-" .. counter
-end
-
-function done(summary, latency, requests)
-  local codes = 0
-  for _, thread in ipairs(threads) do codes = codes + thread:get("non2xx") end
-  io.write(string.format(
-    '{"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "max_ms": %f, ' ..
-    '"errors_status": %d, "errors_connect": %d, "errors_timeout": %d, "errors_read": %d}\\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
-    latency:percentile(99) / 1e3, latency.max / 1e3, summary.errors.status,
-    summary.errors.connect, summary.errors.timeout, summary.errors.read))
-end
-
-non2xx = 0
-function response(status, headers, body)
-  if status ~= 201 and status ~= 200 then
-    non2xx = non2xx + 1
-    if non2xx <= 3 then io.stderr:write(status .. " " .. body:sub(1, 300) .. "\\n") end
-  end
-end
-"""
-
 LUA_SINGLE = (
-    LUA_COMMON
+    common.LUA_COMMON
     + """
 local campaigns = {}
 for c in string.gmatch(os.getenv("BENCH_CAMPAIGNS"), "[^,]+") do table.insert(campaigns, c) end
@@ -104,7 +62,7 @@ end
 )
 
 LUA_BATCH = (
-    LUA_COMMON
+    common.LUA_COMMON
     + """
 local campaign = os.getenv("BENCH_CAMPAIGN")
 local size = tonumber(os.getenv("BENCH_BATCH_SIZE"))
@@ -124,72 +82,6 @@ request = function()
 end
 """
 )
-
-
-def scratch_url(suffix: str) -> str:
-    url = urlparse(os.environ["DATABASE_URL"])
-    return urlunparse(url._replace(path=f"{url.path.rstrip('/')}_{suffix}"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pgbench(url: str, *args: str) -> str:
-    parsed = urlparse(url)
-    env = {**os.environ, "PGPASSWORD": parsed.password or ""}
-    base = [
-        "pgbench",
-        "-h",
-        parsed.hostname or "127.0.0.1",
-        "-p",
-        str(parsed.port or 5432),
-        "-U",
-        parsed.username or "postgres",
-    ]
-    done = subprocess.run(
-        [*base, *args, parsed.path.lstrip("/")], env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout
-
-
-def pgbench_tps(url: str) -> float:
-    out = pgbench(url, "-N", "-n", "-c", str(CLIENTS), "-j", "2", "-T", str(SECONDS))
-    match = re.search(r"tps = ([0-9.]+) \((?:without initial connection time|excluding)", out)
-    return float(match.group(1))
-
-
-def wrk(script: str, url: str, connections: int, env: dict, seconds: int = SECONDS) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
-    try:
-        done = subprocess.run(
-            [
-                "wrk",
-                "-t",
-                str(min(2, connections)),
-                "-c",
-                str(connections),
-                "-d",
-                f"{seconds}s",
-                "--timeout",
-                "60s",
-                "-s",
-                f.name,
-                url,
-            ],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    finally:
-        os.unlink(f.name)
-    if done.stderr.strip():
-        print(done.stderr.strip(), file=sys.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def seed() -> tuple[str, list[int]]:
@@ -233,53 +125,10 @@ def seed() -> tuple[str, list[int]]:
     return key, ids
 
 
-def start_gunicorn(env: dict, port: int) -> subprocess.Popen:
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    process = subprocess.Popen(
-        [
-            gunicorn,
-            "plum.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(WORKERS),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(THREADS),
-            "--backlog",
-            "512",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310
-                return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-
-
 def main() -> None:
     import psycopg2
 
-    bench_url = scratch_url("issbench")
+    bench_url = common.scratch_url("issbench")
     bench_name = urlparse(bench_url).path.lstrip("/")
     admin = psycopg2.connect(os.environ["DATABASE_URL"])
     admin.autocommit = True
@@ -316,41 +165,43 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     key, campaign_ids = seed()
     single_id, batch_id, spread_ids = campaign_ids[0], campaign_ids[1], campaign_ids[2:]
-    pgbench(bench_url, "-i", "-q", "-s", str(PGBENCH_SCALE))
-    port = free_port()
-    server = start_gunicorn(env, port)
+    common.pgbench(bench_url, "-i", "-q", "-s", str(PGBENCH_SCALE))
+    port = common.free_port()
+    server = common.start_gunicorn(env, port, workers=WORKERS, threads=THREADS)
     try:
         base = f"http://127.0.0.1:{port}"
-        tps_before = pgbench_tps(bench_url)
-        common = {"BENCH_KEY": key, "BENCH_BATCH_SIZE": str(BATCH_SIZE)}
-        single = wrk(
+        tps_before = common.pgbench_tps(bench_url, clients=CLIENTS, seconds=SECONDS)
+        shared = {"BENCH_KEY": key, "BENCH_BATCH_SIZE": str(BATCH_SIZE)}
+        single = common.wrk(
             LUA_SINGLE,
             base,
             CLIENTS,
-            {**common, "BENCH_CAMPAIGNS": str(single_id), "BENCH_TAG": "s"},
+            {**shared, "BENCH_CAMPAIGNS": str(single_id), "BENCH_TAG": "s"},
+            SECONDS,
         )
         spread = None
         if spread_ids:
-            spread = wrk(
+            spread = common.wrk(
                 LUA_SINGLE,
                 base,
                 CLIENTS,
                 {
-                    **common,
+                    **shared,
                     "BENCH_CAMPAIGNS": ",".join(map(str, spread_ids)),
                     "BENCH_TAG": "m",
                 },
+                SECONDS,
             )
-        batch = wrk(
+        batch = common.wrk(
             LUA_BATCH,
             base,
             BATCH_CLIENTS,
-            {**common, "BENCH_CAMPAIGN": str(batch_id), "BENCH_TAG": "b"},
-            seconds=BATCH_SECONDS,
+            {**shared, "BENCH_CAMPAIGN": str(batch_id), "BENCH_TAG": "b"},
+            BATCH_SECONDS,
         )
-        tps_after = pgbench_tps(bench_url)
+        tps_after = common.pgbench_tps(bench_url, clients=CLIENTS, seconds=SECONDS)
     finally:
-        stop(server)
+        common.stop(server)
 
     # What the HTTP runs claim is what the database holds.
     for campaign_id in campaign_ids:

@@ -8,7 +8,6 @@ bulk-inserted as fixtures; the pages under test run the real views. Environment 
 BENCH_STORE_REWARDS (100000), BENCH_STORE_ORDERS (500 per member), BENCH_STORE_MEMBERS (20),
 BENCH_STORE_ROUNDS (25 rounds of every page per member), BENCH_STORE_WORKERS (gunicorn, 4)."""
 
-import http.client
 import os
 import random
 import re
@@ -23,10 +22,12 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlencode, urlparse, urlunparse
+from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import common  # noqa: E402 - bench/common.py, next to this script
+
 REWARDS = int(os.environ.get("BENCH_STORE_REWARDS", "100000"))
 ORDERS = int(os.environ.get("BENCH_STORE_ORDERS", "500"))
 MEMBERS = int(os.environ.get("BENCH_STORE_MEMBERS", "20"))
@@ -167,35 +168,6 @@ def seed() -> list[str]:
     return usernames
 
 
-class Browser:
-    """One member's HTTP session (cookies by hand; http.client keeps it dependency-free)."""
-
-    def __init__(self, port: int):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method, path, body=None):
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            headers["Referer"] = "http://127.0.0.1/"
-        self.conn.request(method, path, body=body, headers=headers)
-        response = self.conn.getresponse()
-        data = response.read()
-        for header, value in response.getheaders():
-            if header.lower() == "set-cookie":
-                name, _, rest = value.partition("=")
-                self.cookies[name] = rest.split(";", 1)[0]
-        return response.status, data
-
-    def sign_in(self, username):
-        _, page = self.request("GET", "/store/sign-in/")
-        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
-        body = urlencode({"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD})
-        status, _ = self.request("POST", "/store/sign-in/", body)
-        assert status == 302, f"sign-in of {username} answered {status}"
-
-
 def pgbench_tps(url: str) -> float | None:
     if not shutil.which("pgbench"):
         return None
@@ -278,8 +250,8 @@ def main() -> None:
                 time.sleep(0.2)
         browsers = []
         for username in usernames:
-            browser = Browser(port)
-            browser.sign_in(username)
+            browser = common.Browser(port)
+            browser.sign_in(username, PASSWORD)
             browsers.append(browser)
         for browser in browsers[:WORKERS]:  # warm every worker's connection and caches
             for path in PAGES.values():
