@@ -60,6 +60,18 @@ ORDER_LINK = "/admin/orders/order/{order_id}/change/"
 CAMPAIGN_LINK = "/admin/campaigns/campaign/{campaign_id}/change/"
 VOUCHER_LINK = "/admin/campaigns/voucher/{voucher_id}/change/"
 VOUCHERS_LINK = "/admin/campaigns/voucher/"
+TICKET_LINK = "/admin/support/ticket/{ticket_id}/change/"
+NULLABLE_STR = {"type": ["string", "null"]}
+# The common part of the ticket.* events after ticket.opened (support.services._event_data).
+TICKET_PROPERTIES = {
+    "ticket_id": INT,
+    "status": STR,
+    "priority": STR,
+    "member_external_id": STR,
+    "booking_id": NULLABLE_STR,
+    "assignee": {"type": ["string", "null"], "description": "the agent's username"},
+}
+TICKET_REQUIRED = ("ticket_id", "status", "priority")
 
 
 def _campaign_status(status: str, verb: str) -> EventType:
@@ -293,16 +305,58 @@ _TYPES = [
         required=("ticket_id", "category", "priority"),
         title="Ticket opened",
         summary="Ticket #{ticket_id} ({category}, {priority}) opened for {member_external_id}.",
-        link="/admin/support/ticket/{ticket_id}/change/",
+        link=TICKET_LINK,
     ),
     EventType(
         name="ticket.sla_breached",
-        description="A support ticket passed its SLA deadline without a resolution.",
-        properties={"ticket_id": INT, "subject": STR, "due_at": TIME, "priority": STR},
-        required=("ticket_id",),
+        description="A running support ticket passed a due time (first response or resolution) "
+        "of its programme's SLA policy. Sent once per ticket and kind of breach; the ticket's "
+        "priority was raised one step (capped at urgent).",
+        properties={
+            **TICKET_PROPERTIES,
+            "breach": {"type": "string", "enum": ["first_response", "resolution"]},
+            "due_at": TIME,
+            "previous_priority": STR,
+        },
+        required=(*TICKET_REQUIRED, "breach", "due_at", "previous_priority"),
         title="Ticket SLA breached",
-        summary="Ticket #{ticket_id} ({subject}) breached its SLA (due {due_at}).",
-        status="planned",
+        summary="Ticket #{ticket_id} breached its {breach} SLA (due {due_at}); "
+        "priority now {priority}.",
+        link=TICKET_LINK,
+    ),
+    EventType(
+        name="ticket.status_changed",
+        description="A support ticket moved in its lifecycle (open, in progress, awaiting "
+        "member, resolved, closed; reopened).",
+        properties={**TICKET_PROPERTIES, "previous_status": STR},
+        required=(*TICKET_REQUIRED, "previous_status"),
+        title="Ticket status changed",
+        summary="Ticket #{ticket_id} went from {previous_status} to {status}.",
+        link=TICKET_LINK,
+    ),
+    EventType(
+        name="ticket.assigned",
+        description="A support ticket was assigned to an agent (or unassigned: assignee null).",
+        properties={**TICKET_PROPERTIES, "previous_assignee": NULLABLE_STR},
+        required=TICKET_REQUIRED,
+        title="Ticket assigned",
+        summary="Ticket #{ticket_id} is now assigned to {assignee}.",
+        link=TICKET_LINK,
+    ),
+    EventType(
+        name="ticket.replied",
+        description="A message was added to a ticket: an agent's reply to the member (kind "
+        "`reply`, also e-mailed to the member) or the member's reply (`member_reply`). "
+        "Internal notes emit nothing.",
+        properties={
+            **TICKET_PROPERTIES,
+            "message_id": INT,
+            "kind": {"type": "string", "enum": ["reply", "member_reply"]},
+        },
+        required=(*TICKET_REQUIRED, "message_id", "kind"),
+        title="Ticket reply",
+        summary="Ticket #{ticket_id}: new {kind}.",
+        link=TICKET_LINK,
     ),
     EventType(
         name="payout.created",

@@ -213,7 +213,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orders.tasks.uploads.upload_dispatch_sweep_task",
         "schedule": timedelta(seconds=30),
     },
+    # Idempotent: a breach is marked (and escalated) once, by a conditional UPDATE.
+    "tickets-sla-sweep": {
+        "task": "support.tasks.tickets_sla_sweep_task",
+        "schedule": timedelta(minutes=1),
+    },
 }
+
+# Support tickets: a resolved or closed ticket may be reopened within this many days; the
+# portal's "breaching soon" queue shows running tickets due within this many hours.
+SUPPORT_REOPEN_DAYS = int(os.environ.get("SUPPORT_REOPEN_DAYS", "14"))
+SUPPORT_BREACHING_SOON_HOURS = int(os.environ.get("SUPPORT_BREACHING_SOON_HOURS", "4"))
 
 # E-mail: console by default; SMTP when EMAIL_HOST is set.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")

@@ -8,4 +8,12 @@ class SupportConfig(AppConfig):
         from plum import roles
 
         roles.register_role_perms(roles.SUPPORT_AGENT, {"support.view_ticket"})
-        roles.register_role_perms(roles.PROGRAMME_MANAGER, {"support.view_ticket"})
+        roles.register_role_perms(
+            roles.PROGRAMME_MANAGER,
+            {
+                "support.view_ticket",
+                "support.view_slapolicy",
+                "support.add_slapolicy",
+                "support.change_slapolicy",
+            },
+        )
