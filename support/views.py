@@ -1,4 +1,5 @@
-"""The storefront's "Report a problem" (and the member's own tickets). Mounted under /store/
+"""The storefront's "Report a problem", the member's own tickets and their conversation
+(replies from support, never the internal notes), where the member can answer. Mounted under /store/
 next to the orders storefront; support imports orders, never the other way round."""
 
 from django.http import Http404
@@ -8,10 +9,14 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from orders.selectors import store_order_get_for
 from orders.views.access import member_required
-from plum.errors import InvalidInputError
-from support.forms import TicketForm
-from support.selectors import ticket_list_for_member
-from support.services import ticket_open
+from plum.errors import InvalidInputError, PlumError
+from support.forms import MessageForm, TicketForm
+from support.selectors import (
+    ticket_get_for_member,
+    ticket_list_for_member,
+    ticket_messages_for_member,
+)
+from support.services import ticket_member_reply, ticket_open
 
 
 @require_http_methods(["GET", "POST"])
@@ -59,3 +64,42 @@ def ticket_list(request, *, member):
         "store/tickets.html",
         {"member": member, "tickets": tickets, "opened": opened, "nav": "tickets"},
     )
+
+
+def _ticket_page(request, member, ticket, *, form=None, status=200, error=""):
+    return render(
+        request,
+        "store/ticket.html",
+        {
+            "member": member,
+            "ticket": ticket,
+            "messages_list": list(ticket_messages_for_member(ticket=ticket)),
+            "form": form or MessageForm(),
+            "error": error,
+            "nav": "tickets",
+        },
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def ticket_detail(request, ticket_id, *, member):
+    """The member's ticket with support's replies; a POST is the member's answer (a ticket
+    awaiting them goes back to support; a resolved or closed one reopens within the window)."""
+    ticket = ticket_get_for_member(member=member, ticket_id=ticket_id)
+    if ticket is None:
+        raise Http404("No such ticket.")
+    if request.method == "GET":
+        return _ticket_page(request, member, ticket)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return _ticket_page(request, member, ticket, form=form, status=400)
+    try:
+        ticket_member_reply(ticket=ticket, body=form.cleaned_data["body"], actor=request.user)
+    except PlumError as exc:
+        ticket.refresh_from_db()
+        return _ticket_page(
+            request, member, ticket, form=form, status=exc.status, error=exc.message
+        )
+    return redirect("store_support:ticket", ticket_id=ticket.pk)

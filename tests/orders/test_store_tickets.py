@@ -97,8 +97,10 @@ def test_ticket_transitions_are_one_declared_table():
     assert TICKET_TRANSITIONS.allowed("in_progress", "awaiting_member")
     assert TICKET_TRANSITIONS.allowed("awaiting_member", "resolved")
     assert TICKET_TRANSITIONS.allowed("resolved", "closed")
+    # closed is reopenable (within SUPPORT_REOPEN_DAYS: support.services.ticket_reopen)
+    assert TICKET_TRANSITIONS.allowed("closed", "open")
     with pytest.raises(InvalidTransitionError):
-        TICKET_TRANSITIONS.check("closed", "open")
+        TICKET_TRANSITIONS.check("closed", "resolved")
     with pytest.raises(InvalidTransitionError):
         TICKET_TRANSITIONS.check("open", "awaiting_member")
 
