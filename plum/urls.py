@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("campaigns.api_urls")),
     path("api/v1/", include("wallets.api_urls")),
     path("api/v1/", include("orders.api.urls")),
+    path("api/v1/", include("support.api_urls")),
     path("store/", include("orders.urls_store")),
     path("store/", include("support.urls_store")),
     path("ops/", include("ops.urls")),

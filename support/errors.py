@@ -29,3 +29,15 @@ class TicketAssigneeInvalidError(PlumError):
     code = "ticket_assignee_invalid"
     status = 400
     message = "The assignee must be an active agent of the ticket's programme."
+
+
+class TicketTestModeError(PlumError):
+    code = "tickets_test_mode_unsupported"
+    status = 403
+    message = "Test-mode API keys cannot open or change tickets: tickets have no test mode."
+
+
+class TicketMemberAmbiguousError(PlumError):
+    code = "member_ambiguous"
+    status = 400
+    message = "This member id exists in more than one of your programmes: name the programme."
