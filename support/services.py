@@ -465,7 +465,8 @@ def sla_policy_set(
         errors["resolution_hours"] = ["At least the first-response time."]
     if errors:
         raise InvalidInputError(fields=errors)
-    with transaction.atomic(durable=True):
+    # Not durable: the admin's change form already runs in a transaction.
+    with transaction.atomic():
         policy = (
             SlaPolicy.objects.select_for_update()
             .filter(programme=programme, priority=priority)

@@ -26,6 +26,7 @@ SWEEPS = [
     "orders.tasks.payouts.payouts_close_task",
     "orders.tasks.uploads.upload_dispatch_sweep_task",
     "plum.tasks.audit_seal_task",
+    "support.tasks.tickets_sla_sweep_task",
 ]
 NOT_YET_COVERED = {
     "orders.tasks.uploads.upload_chunk_dispatch_task": (
