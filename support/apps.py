@@ -6,6 +6,10 @@ class SupportConfig(AppConfig):
 
     def ready(self):
         from plum import roles
+        from plum.demo import register_demo_seeder
+        from support.demo import seed_support
+
+        register_demo_seeder(seed_support)
 
         roles.register_role_perms(roles.SUPPORT_AGENT, {"support.view_ticket"})
         roles.register_role_perms(
