@@ -1,5 +1,6 @@
-"""The ops portal, mounted at /ops/ by plum/urls.py. The only writes are reveal, resend and the
-contact correction (tests/ops/test_no_forbidden_writes.py holds this list)."""
+"""The ops portal, mounted at /ops/ by plum/urls.py. Its own writes are reveal, resend and the
+contact correction; ticket work (assign, status, reply, note, new) is support's, under
+/ops/tickets/ (support/urls_ops.py)."""
 
 from django.urls import include, path
 

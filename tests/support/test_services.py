@@ -233,3 +233,12 @@ def test_sla_policy_hours_are_checked_by_the_database(programme):
         SlaPolicy.objects.create(
             programme=programme, priority="low", first_response_hours=1, resolution_hours=2
         )
+
+
+def test_anonymous_is_sent_to_the_storefront_sign_in(ticket_a):
+    before = state()
+    url = reverse("store_support:ticket", args=[ticket_a.pk])
+    for response in (Client().get(url), Client().post(url, {"body": "hi"})):
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("store:login"))
+    assert state() == before
