@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Case, Value, When
+from django.urls import reverse
 from django.utils import timezone
 
 from orders.models import Order
@@ -332,7 +333,7 @@ def _message(ticket: Ticket, kind: str, body: str, actor: Actor, now: datetime) 
 
 
 def _reply_email(ticket: Ticket, body: str) -> dict:
-    link = f"{settings.PLUM_BASE_URL}/store/problems/{ticket.pk}/"
+    link = settings.PLUM_BASE_URL + reverse("store_support:ticket", args=[ticket.pk])
     order = f" about order {ticket.order.booking_id}" if ticket.order_id else ""
     return {
         "to": [ticket.member.email],
