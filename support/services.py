@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, Value, When
 from django.urls import reverse
 from django.utils import timezone
@@ -475,13 +475,22 @@ def sla_policy_set(
         )
         before = [policy.first_response_hours, policy.resolution_hours] if policy else [None, None]
         if policy is None:
-            policy = SlaPolicy.objects.create(
-                programme=programme,
-                priority=priority,
-                first_response_hours=first_response_hours,
-                resolution_hours=resolution_hours,
-            )
-        else:
+            try:
+                # A parallel first save of the same policy loses on the unique key: the
+                # savepoint keeps this transaction alive and the winner's row is changed below.
+                with transaction.atomic():
+                    policy = SlaPolicy.objects.create(
+                        programme=programme,
+                        priority=priority,
+                        first_response_hours=first_response_hours,
+                        resolution_hours=resolution_hours,
+                    )
+            except IntegrityError:
+                policy = SlaPolicy.objects.select_for_update().get(
+                    programme=programme, priority=priority
+                )
+                before = [policy.first_response_hours, policy.resolution_hours]
+        if before != [None, None]:
             policy.first_response_hours = first_response_hours
             policy.resolution_hours = resolution_hours
             policy.save(update_fields=["first_response_hours", "resolution_hours", "updated_at"])

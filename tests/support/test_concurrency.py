@@ -4,10 +4,17 @@ parallel status changes of one ticket have one winner."""
 
 import pytest
 
+from plum.actors import SYSTEM
 from plum.errors import InvalidTransitionError
 from plum.models import AuditEvent, OutboxMessage
-from support.models import Ticket
-from support.services import ticket_assign, ticket_reply, ticket_transition, tickets_sla_sweep
+from support.models import SlaPolicy, Ticket
+from support.services import (
+    sla_policy_set,
+    ticket_assign,
+    ticket_reply,
+    ticket_transition,
+    tickets_sla_sweep,
+)
 from tests.orders.test_order_concurrency import run_in_parallel
 from tests.support.conftest import at, open_ticket
 
@@ -82,3 +89,28 @@ def test_a_reply_racing_the_first_response_sweep_is_one_or_the_other(side_a, pol
         else:
             assert ticket.priority == "high"
         assert ticket.first_responded_at == at(2)
+
+
+def test_parallel_first_saves_of_one_policy_leave_one_row_and_no_error(programme):
+    # given: a programme with no policy for "low"
+    # when: 8 managers save it at once, each with its own hours
+    results = run_in_parallel(
+        [
+            (
+                lambda n=n: sla_policy_set(
+                    programme=programme,
+                    priority="low",
+                    first_response_hours=n,
+                    resolution_hours=24,
+                    actor=SYSTEM,
+                )
+            )
+            for n in range(1, 9)
+        ],
+        workers=8,
+    )
+    # then: nobody failed, one row holds the last writer's hours, each save audited
+    assert [r for r in results if isinstance(r, Exception)] == []
+    policy = SlaPolicy.objects.get(programme=programme, priority="low")
+    assert policy.first_response_hours in range(1, 9)
+    assert AuditEvent.objects.filter(action="sla_policy.set").count() == 8
