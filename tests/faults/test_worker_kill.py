@@ -6,6 +6,8 @@ answer and its commit, and drops it by its Idempotency-Key (the outbox message i
 provider contract requires (docs/delivery.md). Delivery to the provider is at-least-once;
 delivery to the person is exactly-once through that key."""
 
+import os
+import signal
 import time
 from datetime import timedelta
 
@@ -194,5 +196,47 @@ def test_a_worker_killed_mid_delivery_batch_sends_each_voucher_to_the_handset_on
         f"kill mid-delivery: {rows} deliveries, {delivered_at_kill} delivered at the kill, "
         f"{held} send(s) held, {len(provider.state.requests)} provider requests, "
         f"{provider.duplicates()} duplicate(s) dropped by key, "
+        f"{len(provider.state.handset)} SMS on handsets"
+    )
+
+
+def _pool_children(worker) -> list[int]:
+    with open(f"/proc/{worker.pid}/task/{worker.pid}/children") as handle:
+        return [int(pid) for pid in handle.read().split()]
+
+
+def test_a_pool_process_killed_mid_send_is_requeued_by_its_worker_without_the_sweeper(
+    programme, provider, worker_env
+):
+    # given: 100 rows issued, their deliveries queued; the provider takes 30 and then holds
+    rows, first = 100, 30
+    campaign = make_campaign(programme)
+    upload = _upload(campaign, rows)
+    celery_app.control.purge()
+    upload_confirm(upload=upload, send_only_valid=False, actor=SYSTEM)
+    run_chunks(upload)
+    provider.hold(after=first)
+    worker = start_worker(worker_env, concurrency=2)
+    try:
+        # when: one pool process is killed inside a send (as the OOM killer would), the
+        # worker's parent survives
+        assert wait_until(lambda: provider.held >= 2, timeout=300), "no send was held"
+        children = _pool_children(worker)
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        provider.release()
+        # then: with no sweeper running, the parent re-queues the lost task
+        # (acks_late + reject_on_worker_lost) and the worker delivers everything
+        assert wait_until(lambda: _delivered(upload) == rows, timeout=300), (
+            f"{_delivered(upload)} of {rows} delivered without the sweeper"
+        )
+        assert worker.poll() is None
+    finally:
+        kill_group(worker)
+    _assert_every_row_once(upload, rows, provider)
+    assert provider.duplicates() >= 1
+    print(
+        f"pool process killed: {rows} deliveries, {len(provider.state.requests)} provider "
+        f"requests, {provider.duplicates()} duplicate(s) dropped by key, "
         f"{len(provider.state.handset)} SMS on handsets"
     )
