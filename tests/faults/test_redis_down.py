@@ -31,7 +31,7 @@ pytestmark = [
 
 BEFORE, DURING, AFTER = 10, 40, 10
 CLIENTS = 4
-SLOW_REQUEST_SECONDS = 5.0
+SLOW_REQUEST_SECONDS = 8.0  # the 2 s broker and cache timeouts, on a loaded machine
 
 
 @pytest.fixture
