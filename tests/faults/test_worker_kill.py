@@ -19,6 +19,7 @@ from orders.services.uploads import upload_confirm, upload_create_from_csv, uplo
 from plum.actors import SYSTEM
 from plum.celery import app as celery_app
 from plum.models import Job
+from plum.services.jobs import job_fail_stale
 from plum.services.outbox import outbox_sweep
 from tests.campaigns.builders import make_campaign
 from tests.faults.checks import assert_system_consistent
@@ -142,6 +143,8 @@ def test_a_worker_killed_mid_upload_costs_no_row_its_order_or_sends_it_twice(
         at_kill = Upload.objects.values("status", "dispatched_count").get(pk=upload.pk)
         assert at_kill["status"] == "dispatching"
         assert rows // 3 <= at_kill["dispatched_count"] < rows
+        # and the stale-job sweep runs as if the workers had been away for its whole window
+        assert job_fail_stale(stale_after=timedelta(0)) == 0
         # and a new worker starts, with the sweepers
         restarted = start_worker(worker_env)
         _recover(upload, rows, timeout=900)
