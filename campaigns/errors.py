@@ -77,3 +77,9 @@ class TooManyFailedLookupsError(PlumError):
     code = "too_many_failed_lookups"
     status = 429
     message = "Too many unknown codes were tried; wait before trying again."
+
+
+class LookupLimiterUnavailableError(PlumError):
+    code = "lookup_unavailable"
+    status = 503
+    message = "Code lookups are paused while their rate limiter is unavailable; retry shortly."

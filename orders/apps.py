@@ -8,7 +8,12 @@ class OrdersConfig(AppConfig):
         import orders.services.delivery  # noqa: F401 - registers the "delivery" outbox sender
         from campaigns.hooks import register_voucher_recovery_hook
         from orders.services.issuance import OrderVoucherRecoveryHook
+        from orders.services.uploads import UPLOAD_JOB
         from plum import roles
+        from plum.services.jobs import register_resumable_job_kind
+
+        # An upload's dispatch sweep resumes it after a lost worker: its job is not stale.
+        register_resumable_job_kind(UPLOAD_JOB)
 
         # Recovering a voucher cancels the order holding it, in the same transaction.
         register_voucher_recovery_hook(OrderVoucherRecoveryHook())

@@ -38,6 +38,16 @@ class IdempotencyKeyInUseError(PlumError):
     message = "A request with this Idempotency-Key is still being processed; retry later."
 
 
+class IdempotencyKeyAppliedError(PlumError):
+    code = "idempotency_key_applied"
+    status = 409
+    message = (
+        "The first request with this Idempotency-Key changed data but its response was lost "
+        "(a server error). Look the result up (for example by your reference) before sending "
+        "it again with a new key."
+    )
+
+
 class IdempotencyKeyReusedError(PlumError):
     code = "idempotency_key_reused"
     status = 422

@@ -173,6 +173,8 @@ class IdempotencyKey(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True)
     response_body = models.BinaryField(null=True)
     response_content_type = models.CharField(max_length=100, blank=True)
+    # The request holding the key: its audit events tell whether it committed a change.
+    request_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True)
 
@@ -225,6 +227,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
             models.Index(fields=["programme_id", "-occurred_at"], name="audit_programme_idx"),
             models.Index(fields=["actor_user_id"], name="audit_actor_user_idx"),
+            models.Index(
+                fields=["request_id"], condition=~models.Q(request_id=""), name="audit_request_idx"
+            ),
             models.Index(
                 fields=["member_id", "-id"],
                 condition=models.Q(member_id__isnull=False),

@@ -2,13 +2,19 @@
 
 The limit is an atomic counter in the cache (INCR on Redis, a lock on locmem), not DRF's
 read-then-write throttle; every failed lookup is audited. The API uses it today; the ops
-portal and the storefront look codes up through it too."""
+portal and the storefront look codes up through it too. While the cache (Redis) is
+unreachable the limit cannot be kept, so lookups are refused (503 lookup_unavailable): closed,
+never unguarded, never a 500."""
+
+import logging
+from contextlib import contextmanager
 
 from django.core.cache import cache
 from django.db import transaction
 
 from campaigns.codes import normalize
 from campaigns.errors import (
+    LookupLimiterUnavailableError,
     TooManyFailedLookupsError,
     VoucherCodeMistypedError,
     VoucherNotFoundError,
@@ -18,11 +24,28 @@ from campaigns.services.vouchers import voucher_find
 from plum.models import ApiClient
 from plum.services.audit import audit_log
 
+try:  # the cache's own errors when it is Redis: unreachable, timed out
+    from redis.exceptions import RedisError as _CacheDown
+except ImportError:  # pragma: no cover - redis is a dependency; locmem raises nothing here
+    _CacheDown = OSError
+
+logger = logging.getLogger(__name__)
+
 # Brute force on codes: at most this many unknown codes per principal per window. A lookup
 # reserves a slot before it reads (and gives it back when the code exists), so a burst of
 # parallel guesses cannot test more unknown codes than the limit, whatever the timing.
 FAILED_LOOKUPS_LIMIT = 30
 FAILED_LOOKUPS_WINDOW_SECONDS = 60
+
+
+@contextmanager
+def _limiter():
+    """Cache errors become a refusal: without the counter no code is looked up."""
+    try:
+        yield
+    except (_CacheDown, OSError) as exc:
+        logger.warning("Cache unavailable; code lookups refused: %s", exc)
+        raise LookupLimiterUnavailableError() from exc
 
 
 def _failures_key(principal) -> str:
@@ -72,7 +95,9 @@ def voucher_get_guarded(*, principal, code: str, queryset) -> Voucher:
     """The voucher `code` among `queryset`, behind the per-principal failed-lookup limit.
     Unknown codes and codes outside scope are the same 404; each is audited and counted."""
     key = _failures_key(principal)
-    if _failures_add(key, 1) > FAILED_LOOKUPS_LIMIT:
+    with _limiter():
+        total = _failures_add(key, 1)
+    if total > FAILED_LOOKUPS_LIMIT:
         raise TooManyFailedLookupsError()
     failed = False
     try:
@@ -83,14 +108,19 @@ def voucher_get_guarded(*, principal, code: str, queryset) -> Voucher:
         raise
     finally:
         if not failed:
-            _failures_release(key)
+            try:
+                _failures_release(key)
+            except (_CacheDown, OSError) as exc:  # the slot lapses with its window
+                logger.warning("Cache unavailable; lookup slot not given back: %s", exc)
 
 
 def vouchers_get_guarded(*, principal, codes: list[str], queryset):
     """(the vouchers of `queryset` named by `codes`, the codes not found as sent). The unknown
     codes count against the same limit; a request that would pass it learns nothing."""
     key = _failures_key(principal)
-    if (cache.get(key) or 0) >= FAILED_LOOKUPS_LIMIT:
+    with _limiter():
+        spent = cache.get(key) or 0
+    if spent >= FAILED_LOOKUPS_LIMIT:
         raise TooManyFailedLookupsError()
     wanted: dict[str, str] = {}
     for code in codes:
@@ -101,6 +131,8 @@ def vouchers_get_guarded(*, principal, codes: list[str], queryset):
         _audit_failed_lookup(
             principal, {"codes_last4": [None, [normalize(c)[-4:] for c in missing]]}
         )
-        if _failures_add(key, len(missing)) > FAILED_LOOKUPS_LIMIT:
+        with _limiter():
+            total = _failures_add(key, len(missing))
+        if total > FAILED_LOOKUPS_LIMIT:
             raise TooManyFailedLookupsError()
     return queryset.filter(code__in=found), missing

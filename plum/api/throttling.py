@@ -1,8 +1,17 @@
+import logging
+
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from plum.models import ApiClient
+
+logger = logging.getLogger(__name__)
+
+try:  # the cache's own errors when it is Redis: unreachable, timed out
+    from redis.exceptions import RedisError as _CacheDown
+except ImportError:  # pragma: no cover - redis is a dependency; locmem raises nothing here
+    _CacheDown = OSError
 
 
 class ApiClientRateThrottle(SimpleRateThrottle):
@@ -10,6 +19,15 @@ class ApiClientRateThrottle(SimpleRateThrottle):
     security boundary (code guessing) an atomic counter is used instead."""
 
     scope = "api_client"
+
+    def allow_request(self, request, view):
+        """Fails open when the cache (Redis) is unreachable: the request rate is a fairness
+        limit, and an issuance must not fail because Redis is down (docs/reliability.md)."""
+        try:
+            return super().allow_request(request, view)
+        except (_CacheDown, OSError) as exc:
+            logger.warning("Cache unavailable; request rate not checked: %s", exc)
+            return True
 
     def get_rate(self):
         # SimpleRateThrottle.THROTTLE_RATES is the dict DRF held at import time; reading the

@@ -2,7 +2,13 @@
 
 The key row is inserted in its own committed transaction before the request runs, so a
 concurrent request with the same key sees it at once: the database's unique constraint, not a
-read in Python, decides which request owns the key."""
+read in Python, decides which request owns the key.
+
+The key row and the request's own change commit in separate transactions, so a request can
+commit its change and still fail (its database connection dropped after the commit, an error
+while rendering). The key remembers the request id, and every service audits in its own
+transaction with that id: a key whose request left audit events is never freed nor taken over,
+so a retry cannot apply the change a second time (409 idempotency_key_applied)."""
 
 import hashlib
 from datetime import timedelta
@@ -11,12 +17,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from plum import context
 from plum.errors import (
+    IdempotencyKeyAppliedError,
     IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
     InvalidIdempotencyKeyError,
 )
-from plum.models import ApiClient, IdempotencyKey
+from plum.models import ApiClient, AuditEvent, IdempotencyKey
 
 
 class IdempotentReplay(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -47,7 +55,9 @@ def idempotency_begin(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
     _validate_key(key)
     try:
         with transaction.atomic():
-            return IdempotencyKey.objects.create(client=client, key=key, fingerprint=fingerprint)
+            return IdempotencyKey.objects.create(
+                client=client, key=key, fingerprint=fingerprint, request_id=_request_id()
+            )
     except IntegrityError:
         pass
     record = IdempotencyKey.objects.filter(client=client, key=key).first()
@@ -59,10 +69,18 @@ def idempotency_begin(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
     if record.state == IdempotencyKey.State.COMPLETE:
         raise IdempotentReplay(record)
     abandoned_before = timezone.now() - settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT
-    # A request that died without releasing its key: take the key over, atomically.
+    if record.created_at >= abandoned_before:
+        raise IdempotencyKeyInUseError()
+    if _applied(record):
+        raise IdempotencyKeyAppliedError()
+    # A request that died without releasing its key and changed nothing: take the key over,
+    # atomically.
     taken = IdempotencyKey.objects.filter(
-        pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT, created_at__lt=abandoned_before
-    ).update(created_at=timezone.now())
+        pk=record.pk,
+        state=IdempotencyKey.State.IN_FLIGHT,
+        created_at__lt=abandoned_before,
+        request_id=record.request_id,
+    ).update(created_at=timezone.now(), request_id=_request_id())
     if taken:
         record.refresh_from_db()
         return record
@@ -82,9 +100,25 @@ def idempotency_complete(
 
 
 def idempotency_release(*, record: IdempotencyKey) -> None:
-    """The request failed before producing a response worth replaying (a server error, whose
-    transaction rolled back): free the key so the client may retry."""
+    """The request failed before producing a response worth replaying (a server error): free
+    the key so the client may retry, unless the request committed a change before it failed
+    (then the key stays in flight, and a retry is refused as idempotency_key_applied)."""
+    if _applied(record):
+        return
     IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT).delete()
+
+
+def _request_id() -> str:
+    return context.current().request_id
+
+
+def _applied(record: IdempotencyKey) -> bool:
+    """Whether the request holding `record` committed a change: it left an audit event."""
+    if not record.request_id:
+        return False
+    return AuditEvent.objects.filter(
+        request_id=record.request_id, occurred_at__gte=record.created_at
+    ).exists()
 
 
 def idempotency_purge(*, older_than: timedelta | None = None) -> int:

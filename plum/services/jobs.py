@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 JobHandler = Callable[[Job, Callable[[int], None]], dict]
 _handlers: dict[str, JobHandler] = {}
+_resumed_by_owner: set[str] = set()
 
 
 def register_job_handler(kind: str):
@@ -33,6 +34,12 @@ def register_job_handler(kind: str):
         return func
 
     return decorator
+
+
+def register_resumable_job_kind(kind: str) -> None:
+    """Jobs of `kind` (opened with `job_open`) are resumed by their owner's own sweep after a
+    lost worker (an upload's dispatch sweep), so the stale-job sweep leaves them running."""
+    _resumed_by_owner.add(kind)
 
 
 def job_create(
@@ -78,9 +85,12 @@ def job_fail_stale(*, stale_after: timedelta | None = None) -> int:
     """Fail running jobs whose heartbeat (start or last progress) is older than `stale_after`:
     their worker died (a kill, a lost machine) and the redelivered task will not run them
     again, since handlers are not resumable. Failing them says so, and a person re-runs the
-    work. Returns how many were failed."""
+    work. Kinds whose owner resumes them (`register_resumable_job_kind`) are left alone: their
+    work finishes after all. Returns how many were failed."""
     cutoff = timezone.now() - (stale_after or settings.JOB_STALE_AFTER)
-    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
+    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).exclude(
+        kind__in=_resumed_by_owner
+    )
     failed = 0
     for job in stale.only("pk", "errors"):
         failed += Job.objects.filter(

@@ -405,6 +405,33 @@ def test_a_server_error_leaves_no_key_behind(client_api, monkeypatch):
     assert Member.objects.count() == 0
 
 
+@pytest.mark.django_db
+def test_a_server_error_after_the_change_committed_keeps_the_key_so_no_retry_applies_it_again(
+    client_api, monkeypatch, settings
+):
+    # given: the member is written (and audited), then rendering the answer fails
+    class LostResponse:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("connection dropped after the commit")
+
+    monkeypatch.setattr(plum.api.views, "MemberOutput", LostResponse)
+    client_api.raise_request_exception = False
+    failed = post(client_api, BODY, "key-1")
+    monkeypatch.undo()
+    # when: the client retries at once, and again after the in-flight timeout
+    soon = post(client_api, BODY, "key-1")
+    IdempotencyKey.objects.update(
+        created_at=timezone.now() - settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT - timedelta(seconds=1)
+    )
+    late = post(client_api, BODY, "key-1")
+    # then: the key is never freed nor taken over; the change happened once
+    assert failed.status_code == 500
+    assert (soon.status_code, soon.json()["error"]["code"]) == (409, "idempotency_key_in_use")
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "idempotency_key_applied")
+    assert Member.objects.count() == 1
+    assert list(IdempotencyKey.objects.values_list("key", "state")) == [("key-1", "in_flight")]
+
+
 # purge ---------------------------------------------------------------------------------------
 
 
