@@ -12,6 +12,7 @@ from django.db.models.functions import Cast
 
 from campaigns.codes import normalize
 from campaigns.errors import (
+    LookupLimiterUnavailableError,
     TooManyFailedLookupsError,
     VoucherCodeMistypedError,
     VoucherNotFoundError,
@@ -116,6 +117,11 @@ def ops_search(*, programmes: QuerySet, query: str, principal) -> SearchResult:
                 result.refused = (
                     "Too many searches for unknown voucher codes in the last minute. "
                     "Wait a minute and try again."
+                )
+            except LookupLimiterUnavailableError:
+                result.refused = (
+                    "Voucher code search is paused while its rate limiter is unavailable; try "
+                    "again shortly. Booking IDs, member IDs, e-mails and phones still work."
                 )
     if voucher is not None:
         result.vouchers = [voucher]

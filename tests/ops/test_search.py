@@ -12,6 +12,7 @@ from ops.selectors import booking_id_normalize, phone_normalize
 from plum.models import AuditEvent
 from tests.factories import MemberFactory
 from tests.ops.conftest import issue
+from tests.stubs import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -194,6 +195,28 @@ def test_guessing_codes_is_limited_and_says_so(as_user, agent_a, side_a):
     # then
     assert _found(response) == ([], [], [])
     assert "Too many searches for unknown voucher codes" in response.content.decode()
+
+
+def test_a_code_search_while_the_cache_is_down_is_refused_in_words_not_a_500(
+    as_user, agent_a, side_a, settings
+):
+    # given: a signed-in agent, then the cache (the lookup limiter's counter) unreachable
+    client = as_user(agent_a)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    # when
+    by_code = _search(client, side_a.order.voucher.code)
+    by_booking = _search(client, side_a.order.booking_id)
+    # then: no code is looked up unguarded; other searches still work
+    assert by_code.status_code == 200
+    assert _found(by_code) == ([], [], [])
+    assert "Voucher code search is paused" in by_code.content.decode()
+    assert _found(by_booking)[0] == [side_a.order.booking_id]
 
 
 def test_an_empty_query_is_an_error_in_words(as_user, agent_a):
