@@ -9,6 +9,7 @@ body. The example count is bounded (PLUM_FUZZ_EXAMPLES per operation, 8 by defau
 stays under two minutes; raise it locally to fuzz harder."""
 
 import os
+import re
 
 import pytest
 import requests
@@ -116,3 +117,51 @@ def test_every_operation_answers_within_its_schema_and_never_500s(target):
             failures[operation.label] = str(error)[:2000]
     # then
     assert failures == {}, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_any_query_parameter_is_a_400_never_a_500(client_api, fresh_cache):
+    """Found by the fuzzer on GET /api/v1/members (Postgres refuses NUL in a string literal);
+    every documented query parameter of every operation is tried the same way."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    # given
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    wrong = []
+    # when
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method != "get":
+                continue
+            url = re.sub(r"\{[^}]+\}", "x", path)
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query":
+                    continue
+                response = client_api.get(url, {parameter["name"]: "a\x00b"})
+                if response.status_code >= 500:
+                    wrong.append((path, parameter["name"], response.status_code))
+    # then
+    assert wrong == []
+    assert client_api.get("/api/v1/members", {"q": "a\x00b"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_a_path_segment_or_free_form_json_is_no_500(client_api, fresh_cache):
+    # when
+    detail = client_api.get("/api/v1/members/EMP%001")
+    event = client_api.post(
+        "/api/v1/events",
+        {
+            "event_id": "E-NUL",
+            "type": "purchase",
+            "occurred_at": "2026-11-30T10:00:00Z",
+            "member": {"external_id": "EMP-1"},
+            "data": {"note\u0000": "a\u0000b"},
+        },
+        format="json",
+    )
+    # then
+    assert detail.status_code == 400
+    assert detail.json()["error"]["fields"] == {"external_id": ["Null characters are not allowed."]}
+    assert event.status_code == 400, event.content
+    assert event.json()["error"]["code"] == "malformed_json"
