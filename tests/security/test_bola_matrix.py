@@ -29,8 +29,10 @@ def _walk(resolver, prefix="", namespace=""):
         if isinstance(pattern, URLResolver):
             ns = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
             yield from _walk(pattern, prefix + str(pattern.pattern), ns)
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            yield namespace + pattern.name, prefix + str(pattern.pattern)
+        elif isinstance(pattern, URLPattern):
+            route = prefix + str(pattern.pattern)
+            # An unnamed pattern is listed by its route, so it cannot slip past the registry.
+            yield (namespace + pattern.name if pattern.name else route), route
 
 
 def urls_with_parameters() -> dict[str, str]:
