@@ -214,6 +214,10 @@ class CampaignOutput(serializers.ModelSerializer):
     programme = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     reward = serializers.PrimaryKeyRelatedField(read_only=True)
     status = campaign_status_field(read_only=True)
+    # Blank means "the programme's default"; declared so the schema allows "".
+    default_channel = serializers.ChoiceField(
+        choices=Channel.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Campaign

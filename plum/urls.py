@@ -7,6 +7,8 @@ from plum import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # Before admin.site.urls: /admin/login/ is the admin's login with the sign-in lockout.
+    path("admin/", include("orders.urls_admin")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

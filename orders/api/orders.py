@@ -8,7 +8,7 @@ only, with test codes that touch no live counter."""
 from decimal import Decimal
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
@@ -307,7 +307,9 @@ class OrderCountsApi(PlumApiView):
     @extend_schema(
         operation_id="orders_counts",
         parameters=[OrderCountsFilter],
-        responses=OrderCountsOutput(many=True),
+        responses=inline_serializer(
+            name="OrderCountsList", fields={"results": OrderCountsOutput(many=True)}
+        ),
     )
     def get(self, request):
         filters = OrderCountsFilter(data=request.query_params)

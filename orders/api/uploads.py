@@ -23,6 +23,7 @@ from orders.uploads.validation import COLUMNS
 from plum import roles
 from plum import selectors as plum_selectors
 from plum.api.base import PlumApiView, PlumListApiView, StrictSerializer
+from plum.api.parsers import JSONParser
 from plum.csvexport import csv_response
 from plum.errors import InvalidInputError, NotFoundError
 
@@ -146,7 +147,7 @@ class UploadListCreateApi(mixins.ListModelMixin, PlumListApiView):
     nothing. Send an Idempotency-Key. GET: the key's uploads, newest first."""
 
     required_scope = {"GET": "read", "POST": "issue"}
-    parser_classes = [parsers.JSONParser, parsers.MultiPartParser]
+    parser_classes = [JSONParser, parsers.MultiPartParser]
     max_body_setting = "API_UPLOAD_MAX_BYTES"
     serializer_class = UploadOutput
 

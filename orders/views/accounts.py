@@ -2,6 +2,9 @@
 templates), and accepting an invitation. Every programme is invite-only: there is no self
 sign-up; a member gets an account only through an invitation link (see docs/storefront.md)."""
 
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect, render
@@ -62,6 +65,30 @@ class StoreLoginView(auth_views.LoginView):
 
     def _ip(self):
         return self.request.META.get("REMOTE_ADDR")
+
+
+class AdminLoginView(StoreLoginView):
+    """The admin's sign-in (/admin/login/, routed before admin.site.urls by orders.urls_admin)
+    with the storefront's lockout: Django's own admin login has none, and admin accounts are
+    the most valuable to guess. Same counter per (username, IP), same audit events."""
+
+    template_name = "admin/login.html"
+    authentication_form = AdminAuthenticationForm
+    redirect_authenticated_user = False
+    next_page = reverse_lazy("admin:index")
+
+    def get_context_data(self, **kwargs):
+        context = {
+            **admin.site.each_context(self.request),
+            "title": "Log in",
+            "subtitle": None,
+            "app_path": self.request.get_full_path(),
+            **super().get_context_data(**kwargs),
+        }
+        context.setdefault(REDIRECT_FIELD_NAME, self.request.GET.get(REDIRECT_FIELD_NAME, ""))
+        if context.get("locked_message"):
+            messages.error(self.request, context["locked_message"])
+        return context
 
 
 class StoreLogoutView(auth_views.LogoutView):

@@ -33,6 +33,11 @@ class ProgrammeListApi(mixins.ListModelMixin, PlumListApiView):
 
 class MemberOutput(serializers.ModelSerializer):
     programme = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # Contact details may be blank (a member known by external id only): the output schema
+    # carries no input format, so "" conforms.
+    email = serializers.CharField(read_only=True, help_text="E-mail address, or blank.")
+    phone = serializers.CharField(read_only=True, help_text="E.164 number, or blank.")
+    country = serializers.CharField(read_only=True, help_text="ISO 3166-1 alpha-2, or blank.")
 
     class Meta:
         model = Member
