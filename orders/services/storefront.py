@@ -11,9 +11,11 @@ Invariants:
   in the ledger or the orders and releases the token, so the member may try again;
 - sign-in lockout: failures are counted per (username, IP) with an atomic cache increment; at
   LOGIN_MAX_FAILURES the pair is locked for LOGIN_LOCKOUT_SECONDS. Failures and the lockout are
-  audited."""
+  audited. While the cache (Redis) is unreachable the count cannot be kept, so sign-in is
+  refused (`LoginLimiterUnavailableError`, 503) rather than left unguarded."""
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from decimal import Decimal
@@ -35,6 +37,13 @@ from plum.models import Member
 from plum.services.audit import audit_log
 from plum.services.programmes import member_link_user
 
+try:  # the cache's own errors when it is Redis: unreachable, timed out
+    from redis.exceptions import RedisError as _CacheDown
+except ImportError:  # pragma: no cover - redis is a dependency
+    _CacheDown = OSError
+
+logger = logging.getLogger(__name__)
+
 LOGIN_MAX_FAILURES = 5
 LOGIN_LOCKOUT_SECONDS = 15 * 60
 REDEEM_TOKEN_TTL = timedelta(hours=1)
@@ -54,6 +63,14 @@ class StoreTokenInFlightError(PlumError):
     message = "This redemption is already being processed. Check your orders in a moment."
 
 
+class LoginLimiterUnavailableError(PlumError):
+    code = "login_unavailable"
+    status = 503
+    message = (
+        "Sign-in is paused for a moment while its safety check is unavailable; try again shortly."
+    )
+
+
 class InviteInvalidError(PlumError):
     code = "invite_invalid"
     status = 400
@@ -69,7 +86,11 @@ def _login_key(username: str, ip: str | None) -> str:
 
 
 def login_is_locked(*, username: str, ip: str | None) -> bool:
-    return (cache.get(_login_key(username, ip)) or 0) >= LOGIN_MAX_FAILURES
+    try:
+        return (cache.get(_login_key(username, ip)) or 0) >= LOGIN_MAX_FAILURES
+    except (_CacheDown, OSError) as exc:
+        logger.warning("Cache unavailable; sign-in refused: %s", exc)
+        raise LoginLimiterUnavailableError() from exc
 
 
 def login_failure_record(*, username: str, ip: str | None) -> int:
@@ -77,12 +98,16 @@ def login_failure_record(*, username: str, ip: str | None) -> int:
     window starts at the first failure. Returns the count; the one that reaches the limit is
     audited as the lockout."""
     key = _login_key(username, ip)
-    cache.add(key, 0, timeout=LOGIN_LOCKOUT_SECONDS)
     try:
-        failures = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=LOGIN_LOCKOUT_SECONDS)
-        failures = 1
+        cache.add(key, 0, timeout=LOGIN_LOCKOUT_SECONDS)
+        try:
+            failures = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=LOGIN_LOCKOUT_SECONDS)
+            failures = 1
+    except (_CacheDown, OSError) as exc:
+        logger.warning("Cache unavailable; sign-in refused: %s", exc)
+        raise LoginLimiterUnavailableError() from exc
     actor = SystemActor(label=f"store:{username[:150]}")
     with transaction.atomic():
         audit_log(
@@ -97,7 +122,10 @@ def login_failure_record(*, username: str, ip: str | None) -> int:
 
 
 def login_failures_clear(*, username: str, ip: str | None) -> None:
-    cache.delete(_login_key(username, ip))
+    try:
+        cache.delete(_login_key(username, ip))
+    except (_CacheDown, OSError) as exc:  # the count lapses with its window
+        logger.warning("Cache unavailable; sign-in failures not cleared: %s", exc)
 
 
 # --- accounts by invitation ------------------------------------------------------------------

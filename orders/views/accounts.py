@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from orders.services.storefront import (
     LOGIN_LOCKOUT_SECONDS,
     InviteInvalidError,
+    LoginLimiterUnavailableError,
     login_failure_record,
     login_failures_clear,
     login_is_locked,
@@ -41,13 +42,20 @@ class StoreLoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")[:150]
         ip = request.META.get("REMOTE_ADDR")
-        if login_is_locked(username=username, ip=ip):
-            # An unbound form: a locked pair's password is not even checked.
-            form = self.authentication_form(request, initial={"username": username})
-            return self.render_to_response(
-                self.get_context_data(form=form, locked_message=LOCKED_MESSAGE), status=429
-            )
-        return super().post(request, *args, **kwargs)
+        try:
+            if login_is_locked(username=username, ip=ip):
+                return self._refused(username, LOCKED_MESSAGE, 429)
+            return super().post(request, *args, **kwargs)
+        except LoginLimiterUnavailableError as exc:
+            # Without the failure count a password could be guessed unlimited: refuse.
+            return self._refused(username, exc.message, exc.status)
+
+    def _refused(self, username, message, status):
+        # An unbound form: a refused pair's password is not even checked.
+        form = self.authentication_form(self.request, initial={"username": username})
+        return self.render_to_response(
+            self.get_context_data(form=form, locked_message=message), status=status
+        )
 
     def form_valid(self, form):
         login_failures_clear(username=form.get_user().get_username(), ip=self._ip())

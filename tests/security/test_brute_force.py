@@ -22,6 +22,7 @@ from django.urls import reverse
 from orders.services.storefront import LOGIN_MAX_FAILURES
 from plum import roles
 from plum.models import AuditEvent
+from tests.stubs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery"
@@ -110,3 +111,27 @@ def test_the_admin_login_is_the_locked_one(staff):
     # an anonymous admin page still sends to it
     response = Client().get("/admin/")
     assert response["Location"].startswith("/admin/login/?next=/admin/")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("login", ["store:login", "ops:login", "admin:login"])
+def test_a_sign_in_is_refused_in_words_while_the_lockout_counter_is_unreachable(
+    staff, login, settings
+):
+    """Without Redis the failure count cannot be kept: a sign-in is refused with a 503 and a
+    sentence (the password is not even checked), never a 500 and never an unguarded check."""
+    # given: the cache (the lockout counter) unreachable
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    client = Client()
+    # when
+    response = client.post(reverse(login), {"username": "agent1", "password": PASSWORD})
+    # then
+    assert response.status_code == 503
+    assert "Sign-in is paused for a moment" in response.content.decode()
+    assert "_auth_user_id" not in client.session
