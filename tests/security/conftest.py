@@ -16,6 +16,8 @@ from plum import roles
 from plum.actors import SYSTEM
 from plum.models import AuditEvent, Job, Member, OutboxMessage, WebhookEndpoint
 from plum.services.programmes import member_link_user
+from support.models import Ticket, TicketMessage
+from support.services import ticket_open
 from tests.campaigns.builders import make_campaign, make_reward
 from tests.factories import MemberFactory, UserFactory
 from tests.orders.upload_helpers import csv_bytes, row
@@ -104,6 +106,14 @@ def world(programme, other_programme, make_api_client, make_user, settings):
         201,
     ), (job.content, webhook.content, event.content, upload.content)
 
+    ticket = ticket_open(
+        member=member,
+        order=order,
+        category="code_not_working",
+        description="The shop says the code is invalid.",
+        actor=SYSTEM,
+    )
+
     return {
         "principals": {
             "client_a": client_a,
@@ -128,6 +138,7 @@ def world(programme, other_programme, make_api_client, make_user, settings):
         "webhook_id": webhook.json()["id"],
         "event_id": "E-A1",
         "upload_id": upload.json()["id"],
+        "ticket": ticket,
     }
 
 
@@ -149,6 +160,8 @@ def state() -> dict:
         "deliveries": list(Delivery.objects.order_by("pk").values()),
         "uploads": list(Upload.objects.order_by("pk").values()),
         "webhooks": list(WebhookEndpoint.objects.order_by("pk").values()),
+        "tickets": list(Ticket.objects.order_by("pk").values()),
+        "ticket_messages": TicketMessage.objects.count(),
         "jobs": Job.objects.count(),
         "outbox": OutboxMessage.objects.count(),
         "audit": list(

@@ -86,6 +86,10 @@ def _member(w):
     return [w["member"].external_id]
 
 
+def _ticket(w):
+    return [w["ticket"].pk]
+
+
 LATER = "2031-01-01T00:00:00Z"
 
 CASES: dict[str, Case] = {
@@ -137,6 +141,12 @@ CASES: dict[str, Case] = {
     "orders-api:upload-detail": api("GET", lambda w: [w["upload_id"]]),
     "orders-api:upload-errors": api("GET", lambda w: [w["upload_id"]]),
     "orders-api:upload-confirm": api("POST", lambda w: [w["upload_id"]]),
+    # support
+    "support-api:ticket-detail": api("GET", _ticket),
+    "support-api:ticket-transition": api("POST", _ticket, lambda w: {"status": "in_progress"}),
+    "support-api:ticket-messages": api(
+        "POST", _ticket, lambda w: {"kind": "note", "body": "Mine now"}
+    ),
     # ops portal
     "ops:order": ops("GET", _booking),
     "ops:reveal": ops("POST", _booking),
@@ -145,7 +155,16 @@ CASES: dict[str, Case] = {
     "ops:member_contact": ops(
         "POST", lambda w: [w["member"].pk], lambda w: {"email": "x@example.com"}
     ),
+    "ops:tickets_detail": ops("GET", _ticket),
+    "ops:tickets_assign": ops("POST", _ticket, lambda w: {"assignee": "me"}),
+    "ops:tickets_status": ops("POST", _ticket, lambda w: {"status": "in_progress"}),
+    "ops:tickets_reply": ops("POST", _ticket, lambda w: {"reply-body": "Hello"}),
+    "ops:tickets_note": ops("POST", _ticket, lambda w: {"note-body": "Mine now"}),
     # storefront
+    "store_support:ticket": store("GET", _ticket, same_programme=True),
+    "store_support:ticket#post": store(
+        "POST", _ticket, lambda w: {"body": "Answer as someone else"}, same_programme=True
+    ),
     "store:reward": store("GET", lambda w: [w["storefront"].pk]),
     "store:confirm": store("GET", lambda w: [w["storefront"].pk], lambda w: {"value": "500.00"}),
     "store:order": store("GET", _booking, same_programme=True),
