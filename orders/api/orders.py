@@ -163,7 +163,8 @@ class IssuanceCreateApi(PlumApiView):
             actor=request.user,
             is_test=plum_selectors.is_test_principal(request.user),
         )
-        order = selectors.order_list_for(principal=request.user, perm=roles.MANAGE).get(pk=order.pk)
+        # Rendered from the rows just written (the order with its campaign, programme, member
+        # and voucher in hand, as the batch endpoint does), not read back.
         return Response(
             OrderOutput(order).data,
             status=(

@@ -32,7 +32,6 @@ the single path, so a batch and single issuances cannot deadlock.
 """
 
 import ipaddress
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -63,9 +62,8 @@ from plum.errors import InvalidInputError, PlumError
 from plum.models import AuditEvent, Member, OutboxMessage
 from plum.services.audit import event_content_hash
 from plum.services.events import EVENT_KIND
+from plum.services.outbox import outbox_schedule_sweeps
 from plum.services.programmes import MEMBER_FIELDS
-
-logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 ATTEMPTS = 5
@@ -225,17 +223,11 @@ def order_issue_batch(
             # Each completed order's voucher goes to its member (orders.services.delivery).
             completed = [o for o in orders if o.status == Order.Status.COMPLETED]
             if completed:
-                deliveries_queue(orders=completed, actor=actor)
-                # The rendered results show what the queueing decided (failed: no address).
-                status = dict(
-                    Order.objects.filter(pk__in=[o.pk for o in completed]).values_list(
-                        "pk", "delivery_status"
-                    )
-                )
-                for order in completed:
-                    order.delivery_status = status[order.pk]
+                # Fresh rows: queued as they are, and each order's delivery_status set on it
+                # (failed: no address), so the rendered results show what the queueing decided.
+                deliveries_queue(orders=completed, actor=actor, fresh=True)
             if writes.outbox:
-                transaction.on_commit(lambda: _schedule_sweeps(len(writes.outbox)))
+                transaction.on_commit(lambda: outbox_schedule_sweeps(len(writes.outbox)))
     return results
 
 
@@ -791,17 +783,3 @@ def _audit(actor: Actor, action: str, obj, changes: dict) -> AuditEvent:
     )
     event.hash = event_content_hash(event)
     return event
-
-
-def _schedule_sweeps(count: int) -> None:
-    """After commit: the batch's events are delivered by outbox sweeps (one per sweep batch of
-    messages) rather than one task per message; the periodic sweeper is the safety net, as for
-    every outbox message."""
-    from plum.tasks import outbox_sweep_task
-
-    for _ in range(-(-count // settings.OUTBOX_SWEEP_BATCH)):
-        try:
-            outbox_sweep_task.apply_async(retry=False)
-        except Exception:  # noqa: BLE001 - any broker failure: the periodic sweeper delivers
-            logger.warning("Broker unavailable; %s outbox messages left to the sweeper", count)
-            return

@@ -49,7 +49,7 @@ from plum.actors import Actor
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
 from plum.services.audit import audit_log
-from plum.services.events import event_emit
+from plum.services.events import event_emit, events_emit
 from plum.services.programmes import MEMBER_FIELDS, member_upsert
 from wallets.models import Reason
 from wallets.services import points_burn, transaction_reverse
@@ -67,23 +67,25 @@ def booking_id_new() -> str:
 
 def _order_event(event_type: str, order: Order, **data) -> None:
     event_emit(
-        event_type=event_type,
-        programme_id=order.programme_id,
-        data={
-            "booking_id": order.booking_id,
-            "order_id": order.pk,
-            "campaign_id": order.campaign_id,
-            "member_external_id": order.member.external_id,
-            "value": str(order.value),
-            "currency": order.currency,
-            "source": order.source,
-            "status": order.status,
-            "approval_state": order.approval_state,
-            "is_test": order.is_test,
-            "reference": order.reference,
-            **data,
-        },
+        event_type=event_type, programme_id=order.programme_id, data=_order_data(order, **data)
     )
+
+
+def _order_data(order: Order, **data) -> dict:
+    return {
+        "booking_id": order.booking_id,
+        "order_id": order.pk,
+        "campaign_id": order.campaign_id,
+        "member_external_id": order.member.external_id,
+        "value": str(order.value),
+        "currency": order.currency,
+        "source": order.source,
+        "status": order.status,
+        "approval_state": order.approval_state,
+        "is_test": order.is_test,
+        "reference": order.reference,
+        **data,
+    }
 
 
 def _insert(order: Order) -> Order:
@@ -127,7 +129,9 @@ def _issue(
     value = _checked_value(campaign, value)
     now = timezone.now()
     order = Order(
-        programme_id=campaign.programme_id,
+        # The campaign's programme object when loaded (the API's scoped read joins it): the
+        # delivery's channel and the rendered order read it without another query.
+        programme=campaign.programme,
         campaign=campaign,
         member=member,
         value=value,
@@ -168,12 +172,19 @@ def _issue(
             **({"points": [None, points]} if points is not None else {}),
         },
     )
-    _order_event("order.created", order)
+    # Both events in one outbox INSERT.
     if order.status == Order.Status.COMPLETED:
-        _order_event("order.completed", order, voucher_id=order.voucher_id)
-        deliveries_queue(orders=[order], actor=actor)
+        second = ("order.completed", _order_data(order, voucher_id=order.voucher_id))
     else:
-        _order_event("order.pending_approval", order)
+        second = ("order.pending_approval", _order_data(order))
+    events_emit(
+        events=[
+            ("order.created", order.programme_id, _order_data(order)),
+            (second[0], order.programme_id, second[1]),
+        ]
+    )
+    if order.status == Order.Status.COMPLETED:
+        deliveries_queue(orders=[order], actor=actor, fresh=True)
     return order
 
 

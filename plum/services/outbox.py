@@ -98,8 +98,37 @@ def outbox_enqueue_many(
     ]
     OutboxMessage.objects.bulk_create(rows)
     ids = [row.pk for row in rows]
-    transaction.on_commit(lambda: [_schedule_delivery(pk) for pk in ids])
+    if len(ids) > SWEEP_KICK_ABOVE:
+        # Publishing a task costs about a millisecond of CPU: a thousand messages are kicked
+        # by a few sweeps (one per OUTBOX_SWEEP_BATCH), not a thousand tasks.
+        transaction.on_commit(lambda: outbox_schedule_sweeps(len(ids)))
+    else:
+        transaction.on_commit(lambda: [_schedule_delivery(pk) for pk in ids])
     return rows
+
+
+# Above this many messages in one call, `outbox_enqueue_many` kicks sweeps instead of one
+# delivery task per message.
+SWEEP_KICK_ABOVE = 20
+
+
+def outbox_schedule_sweeps(count: int) -> None:
+    """After commit: `count` new messages delivered by outbox sweeps (one per sweep batch of
+    messages) rather than one task per message; the periodic sweeper is the safety net, as for
+    every outbox message."""
+    global _broker_down_until
+    from plum.tasks import outbox_sweep_task
+
+    if time.monotonic() < _broker_down_until:
+        logger.warning("Broker unavailable; %s outbox messages left to the sweeper", count)
+        return
+    for _ in range(-(-count // settings.OUTBOX_SWEEP_BATCH)):
+        try:
+            outbox_sweep_task.apply_async(retry=False)
+        except Exception:  # noqa: BLE001 - any broker failure: the periodic sweeper delivers
+            _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
+            logger.warning("Broker unavailable; %s outbox messages left to the sweeper", count)
+            return
 
 
 # After a failed publish this process leaves messages to the sweeper for a few seconds instead
