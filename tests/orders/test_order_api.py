@@ -491,3 +491,70 @@ def test_counts_by_status_per_campaign(
     ]
     only_held = client_api.get(f"/api/v1/orders/counts?campaign={held.pk}").json()["results"]
     assert [row["campaign"] for row in only_held] == [held.pk]
+
+
+def _statement(sql: str) -> str:
+    """'INSERT orders_order', 'SELECT plum_member', 'SAVEPOINT', ...: a statement's verb and
+    first table, enough to see which part of the request a statement belongs to."""
+    words = sql.replace('"', "").split()
+    verb = words[0].upper()
+    if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"):
+        return verb
+    keyword = {"INSERT": "INTO", "UPDATE": "UPDATE", "SELECT": "FROM", "DELETE": "FROM"}[verb]
+    table = words[words.index(keyword) + 1] if keyword in words else "-"
+    return f"{verb} {table.split('.')[0]}"
+
+
+# Pinned: a change that adds a statement to the single issuance path fails here (and must say
+# why in docs/performance.md). Inside the test's transaction the durable block is a savepoint.
+SINGLE_ISSUANCE_STATEMENTS = [
+    "SELECT plum_apiclient",  # the key
+    "SELECT plum_programme",  # the key's programmes
+    "INSERT plum_idempotencykey",  # the claim: one INSERT ... ON CONFLICT DO NOTHING
+    "SELECT campaigns_campaign",  # the campaign, scoped to the key's programmes
+    "SAVEPOINT",  # order_issue_to_recipient's transaction
+    "SAVEPOINT",  # member_upsert
+    "SELECT plum_member",  # FOR UPDATE
+    "SAVEPOINT",
+    "INSERT plum_member",
+    "RELEASE",
+    "INSERT plum_auditevent",  # member.create
+    "RELEASE",
+    "UPDATE campaigns_campaign",  # the conditional counter UPDATE
+    "SELECT campaigns_voucher",  # a pooled code, SKIP LOCKED
+    "SAVEPOINT",
+    "INSERT campaigns_voucher",  # a generated code
+    "RELEASE",
+    "INSERT plum_auditevent",  # voucher.issue
+    "SAVEPOINT",
+    "INSERT orders_order",
+    "RELEASE",
+    "INSERT plum_auditevent",  # order.create
+    "INSERT plum_outboxmessage",  # order.created + order.completed
+    "INSERT plum_outboxmessage",  # the delivery's message
+    "INSERT orders_delivery",
+    "INSERT plum_auditevent",  # delivery.queue
+    "RELEASE",
+    "UPDATE plum_idempotencykey",  # the stored response
+]
+
+
+def test_a_single_issuance_costs_a_pinned_list_of_statements(client_api, campaign):
+    from django.test.utils import CaptureQueriesContext
+
+    client_api.get("/api/v1/orders")  # the first request of a key also records its last use
+    with CaptureQueriesContext(connection) as queries:
+        response = client_api.post(
+            "/api/v1/issuances",
+            body(campaign, external_id="EMP-900"),
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="pinned-1",
+        )
+    assert response.status_code == 201, response.json()
+    statements = [_statement(q["sql"]) for q in queries.captured_queries]
+    assert statements == SINGLE_ISSUANCE_STATEMENTS
+    order = Order.objects.get(booking_id=response.json()["booking_id"])
+    assert response.json()["voucher"]["code"] == order.voucher.code
+    assert response.json()["delivery_status"] == order.delivery_status == "pending"
+    assert response.json()["member"] == "EMP-900"
+    assert response.json()["programme"] == campaign.programme.slug
