@@ -98,12 +98,14 @@ def outbox_enqueue_many(
     ]
     OutboxMessage.objects.bulk_create(rows)
     ids = [row.pk for row in rows]
+    # Publishing a task costs about a millisecond of CPU: a few messages go in one task, a
+    # thousand are kicked by a few sweeps (one per OUTBOX_SWEEP_BATCH), not a thousand tasks.
     if len(ids) > SWEEP_KICK_ABOVE:
-        # Publishing a task costs about a millisecond of CPU: a thousand messages are kicked
-        # by a few sweeps (one per OUTBOX_SWEEP_BATCH), not a thousand tasks.
         transaction.on_commit(lambda: outbox_schedule_sweeps(len(ids)))
-    else:
-        transaction.on_commit(lambda: [_schedule_delivery(pk) for pk in ids])
+    elif len(ids) > 1:
+        transaction.on_commit(lambda: _schedule_delivery(*ids))
+    elif ids:
+        transaction.on_commit(lambda: _schedule_delivery(ids[0]))
     return rows
 
 
@@ -137,7 +139,8 @@ BROKER_RETRY_AFTER_SECONDS = 5.0
 _broker_down_until = 0.0
 
 
-def _schedule_delivery(message_id: UUID) -> None:
+def _schedule_delivery(message_id: UUID, *more: UUID) -> None:
+    """One delivery task for the message (or, given more, one task for all of them)."""
     global _broker_down_until
     from plum.tasks import outbox_deliver_task
 
@@ -145,7 +148,7 @@ def _schedule_delivery(message_id: UUID) -> None:
         logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
         return
     try:
-        outbox_deliver_task.apply_async(args=[str(message_id)], retry=False)
+        outbox_deliver_task.apply_async(args=[str(pk) for pk in (message_id, *more)], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure: the sweeper delivers it later
         _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
         logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
