@@ -25,6 +25,7 @@ Invariants:
 
 import math
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -302,13 +303,15 @@ def order_issue_to_recipient(
     reference: str = "",
     actor: Actor,
     is_test: bool = False,
+    on_issued: Callable[[Order], None] | None = None,
 ) -> Order:
     """`order_issue` for a recipient described by external id and contact details: the member
     upsert and the order share one transaction, so a refused issuance creates no member
-    either."""
+    either. `on_issued(order)` runs last inside that transaction: the API stores its
+    idempotent response there, so the order and the response commit together."""
     with transaction.atomic(durable=True):
         member = recipient_upsert(programme=campaign.programme, recipient=recipient, actor=actor)
-        return _issue(
+        order = _issue(
             campaign=campaign,
             member=member,
             value=value,
@@ -317,6 +320,9 @@ def order_issue_to_recipient(
             actor=actor,
             is_test=is_test,
         )
+        if on_issued is not None:
+            on_issued(order)
+        return order
 
 
 def _lock(order: Order) -> Order:

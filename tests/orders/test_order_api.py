@@ -534,8 +534,8 @@ SINGLE_ISSUANCE_STATEMENTS = [
     "INSERT plum_outboxmessage",  # the delivery's message
     "INSERT orders_delivery",
     "INSERT plum_auditevent",  # delivery.queue
+    "UPDATE plum_idempotencykey",  # the stored response, in the issuing transaction
     "RELEASE",
-    "UPDATE plum_idempotencykey",  # the stored response
 ]
 
 
@@ -558,3 +558,62 @@ def test_a_single_issuance_costs_a_pinned_list_of_statements(client_api, campaig
     assert response.json()["delivery_status"] == order.delivery_status == "pending"
     assert response.json()["member"] == "EMP-900"
     assert response.json()["programme"] == campaign.programme.slug
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_stored_response_commits_with_the_order(client_api, campaign, monkeypatch):
+    # given: the response may be stored inside a transaction, never after the issuing
+    # transaction has committed (as if the process died right after that commit)
+    from plum.api import base
+
+    store = base.idempotency_complete
+
+    def store_or_crash(**kwargs):
+        if not connection.in_atomic_block:
+            raise RuntimeError("the process died after the issuing commit")
+        store(**kwargs)
+
+    monkeypatch.setattr(base, "idempotency_complete", store_or_crash)
+    # when: the issuance, then its retry with the same key
+    first = client_api.post(
+        "/api/v1/issuances", body(campaign), format="json", HTTP_IDEMPOTENCY_KEY="commit-1"
+    )
+    retry = client_api.post(
+        "/api/v1/issuances", body(campaign), format="json", HTTP_IDEMPOTENCY_KEY="commit-1"
+    )
+    # then: the response was stored by the issuing transaction itself: the retry replays it
+    assert first.status_code == 201
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.content == first.content
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_after_the_response_is_stored_rolls_both_back_and_frees_the_key(
+    client_api, campaign, monkeypatch
+):
+    # given: the issuing transaction fails after the response was stored in it
+    from plum.api import base
+
+    store = base.idempotency_complete
+
+    def store_then_fail(**kwargs):
+        store(**kwargs)
+        raise RuntimeError("the commit failed")
+
+    monkeypatch.setattr(base, "idempotency_complete", store_then_fail)
+    client_api.raise_request_exception = False
+    # when
+    failed = client_api.post(
+        "/api/v1/issuances", body(campaign), format="json", HTTP_IDEMPOTENCY_KEY="fail-1"
+    )
+    monkeypatch.setattr(base, "idempotency_complete", store)
+    retry = client_api.post(
+        "/api/v1/issuances", body(campaign), format="json", HTTP_IDEMPOTENCY_KEY="fail-1"
+    )
+    # then: nothing of the first survived, and the key was free for the retry
+    assert failed.status_code == 500
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry
+    assert Order.objects.count() == 1
+    campaign.refresh_from_db()
+    assert campaign.issued_count == 1
