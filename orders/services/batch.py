@@ -58,6 +58,7 @@ from orders.services.delivery import deliveries_queue
 from orders.services.issuance import RECIPIENT_FIELDS, booking_id_new
 from plum import context
 from plum.actors import Actor, actor_fields
+from plum.bulk import rows_insert
 from plum.errors import InvalidInputError, PlumError
 from plum.models import AuditEvent, Member, OutboxMessage
 from plum.services.audit import event_content_hash
@@ -105,44 +106,10 @@ class _Writes:
 
 
 def _insert(model, objs: list, *, returning_pk: bool) -> None:
-    """Insert `objs` in one statement. On Postgres the rows go straight to psycopg2's
-    execute_values: Django's bulk_create compiles a placeholder and prepares each of the tens
-    of thousands of values of a batch in Python, which cost more than the database's work."""
-    if not objs:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs, batch_size=1000)
-        return
-    from psycopg2.extras import Json, execute_values
-
-    meta = model._meta
-    # An auto-increment key is left to the database; a key set in Python (a UUID) is sent.
-    fields = [f for f in meta.concrete_fields if not (f.primary_key and objs[0].pk is None)]
-    auto = {
-        f.attname
-        for f in fields
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
-    }
-    json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    names = [f.attname for f in fields]
-    now = timezone.now()
-    rows = []
-    for obj in objs:
-        for name in auto:
-            setattr(obj, name, now)
-        rows.append(
-            tuple(Json(getattr(obj, n)) if n in json_fields else getattr(obj, n) for n in names)
-        )
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES %s"  # noqa: S608 - model's own names
-    if returning_pk:
-        sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
-    with connection.cursor() as cursor:
-        returned = execute_values(cursor.cursor, sql, rows, page_size=len(rows), fetch=returning_pk)
-    if returning_pk:
-        for obj, (pk,) in zip(objs, returned, strict=True):
-            obj.pk = pk
-            obj._state.adding = False
+    """Insert `objs` in one statement (plum.bulk: psycopg2's execute_values on Postgres).
+    Django's bulk_create compiles a placeholder and prepares each of the tens of thousands of
+    values of a batch in Python, which cost more than the database's work."""
+    rows_insert(model, objs, returning_pk=returning_pk)
 
 
 # --- plain checks (no database) ------------------------------------------------------------

@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Callable
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from campaigns.codes import ALPHABET
@@ -47,6 +47,7 @@ from orders.errors import (
 from orders.models import ORDER_TRANSITIONS, Order
 from orders.services.delivery import deliveries_queue
 from plum.actors import Actor
+from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
 from plum.services.audit import audit_log
@@ -90,9 +91,15 @@ def _order_data(order: Order, **data) -> dict:
 
 
 def _insert(order: Order) -> Order:
-    """Insert with a fresh booking id; a collision (unique constraint) draws again."""
+    """Insert with a fresh booking id; a collision (unique constraint) draws again. On
+    Postgres one `INSERT ... ON CONFLICT (booking_id) DO NOTHING RETURNING` (no savepoint):
+    a collision inserts nothing and the loop draws again."""
     for _ in range(BOOKING_ATTEMPTS):
         order.booking_id = booking_id_new()
+        if connection.vendor == "postgresql":
+            if rows_insert(Order, [order], returning_pk=True, conflict=("booking_id",)):
+                return order
+            continue
         try:
             with transaction.atomic():
                 order.save(force_insert=True)

@@ -522,13 +522,9 @@ SINGLE_ISSUANCE_STATEMENTS = [
     "RELEASE",
     "UPDATE campaigns_campaign",  # the conditional counter UPDATE
     "SELECT campaigns_voucher",  # a pooled code, SKIP LOCKED
-    "SAVEPOINT",
-    "INSERT campaigns_voucher",  # a generated code
-    "RELEASE",
+    "INSERT campaigns_voucher",  # a generated code, ON CONFLICT (code) DO NOTHING
     "INSERT plum_auditevent",  # voucher.issue
-    "SAVEPOINT",
-    "INSERT orders_order",
-    "RELEASE",
+    "INSERT orders_order",  # ON CONFLICT (booking_id) DO NOTHING
     "INSERT plum_auditevent",  # order.create
     "INSERT plum_outboxmessage",  # order.created + order.completed
     "INSERT plum_outboxmessage",  # the delivery's message
