@@ -200,10 +200,58 @@ def _issuance_validate(data) -> dict:
 
 
 def _order_render(order: Order) -> dict:
-    output = getattr(_serializers, "order_output", None)
-    if output is None:
-        output = _serializers.order_output = OrderOutput()
-    return output.to_representation(order)
+    renderer = getattr(_serializers, "order_render", None)
+    if renderer is None:
+        renderer = _serializers.order_render = OrderRenderer()
+    return renderer.render(order)
+
+
+class OrderRenderer:
+    """What `OrderOutput(order).data` gives, without DRF's per-field machinery for each order
+    (attribute lookup through `source`, the related-object checks, the nested serializer): the
+    value conversions are OrderOutput's own bound fields, so the output cannot drift from it;
+    tests compare the two. For the issuance endpoints, which render orders they just wrote (a
+    batch renders a thousand). Not thread-safe to share: one per thread or per request."""
+
+    _RELATED = {"programme": "slug", "member": "external_id"}
+
+    def __init__(self):
+        fields = OrderOutput().fields
+        self.names = list(fields)
+        self.convert = {}
+        for name, field in fields.items():
+            if name in self._RELATED or name in ("campaign", "voucher"):
+                continue
+            kind = type(field)
+            if kind in (serializers.CharField, serializers.BooleanField):
+                continue  # the model's value as it is (str, bool)
+            self.convert[name] = field.to_representation
+        voucher = fields["voucher"].fields
+        self.voucher_convert = {n: f.to_representation for n, f in voucher.items()}
+
+    def render(self, order: Order) -> dict:
+        out = {}
+        for name in self.names:
+            if name in self._RELATED:
+                related = getattr(order, name)
+                out[name] = None if related is None else getattr(related, self._RELATED[name])
+            elif name == "campaign":
+                out[name] = order.campaign_id
+            elif name == "voucher":
+                voucher = order.voucher if order.voucher_id is not None else None
+                out[name] = (
+                    None
+                    if voucher is None
+                    else {
+                        n: None if (v := getattr(voucher, n)) is None else convert(v)
+                        for n, convert in self.voucher_convert.items()
+                    }
+                )
+            else:
+                value = getattr(order, name)
+                convert = self.convert.get(name)
+                out[name] = value if value is None or convert is None else convert(value)
+        return out
 
 
 # --- redemptions -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from orders.errors import (
 )
 from orders.models import DELIVERY_TRANSITIONS, Delivery, DeliveryAttempt, Order
 from plum.actors import Actor, SystemActor
+from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Channel, Member, OutboxMessage
 from plum.services.audit import audit_log
@@ -172,7 +173,7 @@ def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Deliv
         )
         for order, channel, _ in missing
     ]
-    created = Delivery.objects.bulk_create([*deliveries, *failed])
+    created = rows_insert(Delivery, [*deliveries, *failed], returning_pk=True)
     for status, group in (
         (Order.DeliveryStatus.PENDING, sendable),
         (Order.DeliveryStatus.FAILED, missing),

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from plum.bulk import rows_insert
 from plum.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def outbox_enqueue_many(
         )
         for payload, programme_id in messages
     ]
-    OutboxMessage.objects.bulk_create(rows)
+    rows_insert(OutboxMessage, rows, returning_pk=False)
     ids = [row.pk for row in rows]
     # Publishing a task costs about a millisecond of CPU: a few messages go in one task, a
     # thousand are kicked by a few sweeps (one per OUTBOX_SWEEP_BATCH), not a thousand tasks.

@@ -613,3 +613,24 @@ def test_a_failure_after_the_response_is_stored_rolls_both_back_and_frees_the_ke
     assert Order.objects.count() == 1
     campaign.refresh_from_db()
     assert campaign.issued_count == 1
+
+
+def test_the_order_renderer_gives_what_the_order_serializer_gives(programme, make_campaign, member):
+    # given: orders in every shape: completed, held, cancelled, test, variable value
+    from orders.api.orders import OrderOutput, OrderRenderer
+
+    live = make_campaign(programme)
+    held = make_campaign(programme, approval_mode="manual")
+    completed = issue(live, member)
+    pending = issue(held, MemberFactory(programme=programme))
+    cancelled = order_cancel(order=issue(live, MemberFactory(programme=programme)), actor=SYSTEM)
+    test_order = issue(live, MemberFactory(programme=programme), is_test=True)
+    fresh = [completed, pending, test_order]
+    read = list(
+        Order.objects.select_related("programme", "campaign", "member", "voucher").order_by("pk")
+    )
+    renderer = OrderRenderer()
+    # when / then: the same JSON for rows just written and rows read back
+    for order in [*fresh, cancelled, *read]:
+        assert renderer.render(order) == OrderOutput(order).data
+    assert {o.status for o in read} == {"completed", "pending", "cancelled"}
