@@ -5,14 +5,58 @@ NOTHING`, so that a unique collision (a freshly drawn booking id or voucher code
 savepoint to be retried. The statement goes through Django's cursor: counted and logged like
 any other."""
 
+from functools import cache
+
 from django.db import connection
+from django.db.models import NOT_PROVIDED
 from django.utils import timezone
+
+
+class Row:
+    """One row of `model` for `rows_insert`, without a model instance (whose constructor is
+    the larger part of building thousands of rows): every concrete field's attname is an
+    attribute, `pk` names the primary key. Build it with `row_for`."""
+
+    def __init__(self, pk_name: str, values: dict):
+        self.__dict__.update(values)
+        self._pk_name = pk_name
+
+    @property
+    def pk(self):
+        return getattr(self, self._pk_name)
+
+    @pk.setter
+    def pk(self, value):
+        setattr(self, self._pk_name, value)
+
+
+@cache
+def _defaults(model) -> tuple[str, dict, dict]:
+    static, dynamic = {}, {}
+    for f in model._meta.concrete_fields:
+        if f.default is not NOT_PROVIDED and callable(f.default):
+            dynamic[f.attname] = f.get_default
+        else:
+            static[f.attname] = f.get_default()
+    return model._meta.pk.attname, static, dynamic
+
+
+def row_for(model, **values) -> Row:
+    """A `Row` of `model`: `values` by attname (unknown names refused), every other field at
+    its default (a callable default called), as the model's constructor would set them."""
+    pk_name, static, dynamic = _defaults(model)
+    unknown = set(values) - set(static) - set(dynamic)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no fields {sorted(unknown)}")
+    row = {**static, **{n: d() for n, d in dynamic.items() if n not in values}, **values}
+    return Row(pk_name, row)
 
 
 def rows_insert(
     model, objs: list, *, returning_pk: bool, conflict: tuple[str, ...] | None = None
 ) -> list:
-    """Insert `objs` (unsaved instances of `model`) in one statement; returns the ones inserted.
+    """Insert `objs` (unsaved instances of `model`, or `Row`s of it) in one statement; returns
+    the ones inserted.
 
     `returning_pk` sets each inserted instance's primary key from `RETURNING`. With `conflict`
     (the columns of a unique constraint), rows that collide on it are skipped, not an error:
@@ -23,7 +67,15 @@ def rows_insert(
     if connection.vendor != "postgresql":
         if conflict is not None:
             raise NotImplementedError("rows_insert(conflict=...) needs Postgres")
-        model.objects.bulk_create(objs, batch_size=1000)
+        instances = [
+            model(**{k: v for k, v in o.__dict__.items() if k != "_pk_name"})
+            if isinstance(o, Row)
+            else o
+            for o in objs
+        ]
+        model.objects.bulk_create(instances, batch_size=1000)
+        for obj, instance in zip(objs, instances, strict=True):
+            obj.pk = instance.pk
         return objs
     from psycopg2.extras import Json
 
@@ -76,5 +128,7 @@ def rows_insert(
     for obj, pk in pairs:
         if returning_pk:
             obj.pk = pk
+        if isinstance(obj, Row):
+            continue
         obj._state.adding = False
     return [obj for obj, _ in pairs]

@@ -31,10 +31,10 @@ Lock order (docs/concurrency.md): members (upsert) -> campaigns, in id order (co
 the single path, so a batch and single issuances cannot deadlock.
 """
 
-import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from uuid import uuid4
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -58,10 +58,10 @@ from orders.services.delivery import deliveries_queue
 from orders.services.issuance import RECIPIENT_FIELDS, booking_id_new
 from plum import context
 from plum.actors import Actor, actor_fields
-from plum.bulk import rows_insert
+from plum.bulk import Row, row_for, rows_insert
 from plum.errors import InvalidInputError, PlumError
 from plum.models import AuditEvent, Member, OutboxMessage
-from plum.services.audit import event_content_hash
+from plum.services.audit import event_content_hash, ip_text
 from plum.services.events import EVENT_KIND
 from plum.services.outbox import outbox_schedule_sweeps
 from plum.services.programmes import MEMBER_FIELDS
@@ -98,8 +98,8 @@ class _Item:
 class _Writes:
     """What the batch inserts at the end, in bulk."""
 
-    audit: list[AuditEvent] = field(default_factory=list)
-    outbox: list[OutboxMessage] = field(default_factory=list)
+    audit: list[Row] = field(default_factory=list)
+    outbox: list[Row] = field(default_factory=list)
 
 
 # --- bulk writes ---------------------------------------------------------------------------
@@ -704,11 +704,13 @@ def _order_writes(items: list[_Item], orders: list[Order], *, actor: Actor, writ
             writes.outbox.append(_event("order.pending_approval", order, item))
 
 
-def _event(event_type: str, order: Order, item: _Item, **data) -> OutboxMessage:
+def _event(event_type: str, order: Order, item: _Item, **data) -> Row:
     """The outbox row `event_emit` writes for an order event (orders.services.issuance), built
-    for a bulk insert."""
+    for a bulk insert (a plum.bulk Row: no model instance per row)."""
     now = timezone.now()
-    return OutboxMessage(
+    return row_for(
+        OutboxMessage,
+        id=uuid4(),
         kind=EVENT_KIND,
         programme_id=order.programme_id,
         payload={
@@ -734,10 +736,12 @@ def _event(event_type: str, order: Order, item: _Item, **data) -> OutboxMessage:
     )
 
 
-def _audit(actor: Actor, action: str, obj, changes: dict) -> AuditEvent:
-    """The row `audit_log` writes, built for a bulk insert in the same transaction."""
+def _audit(actor: Actor, action: str, obj, changes: dict) -> Row:
+    """The row `audit_log` writes, built for a bulk insert in the same transaction (a plum.bulk
+    Row: no model instance per row)."""
     request = context.current()
-    event = AuditEvent(
+    event = row_for(
+        AuditEvent,
         occurred_at=timezone.now(),
         action=action,
         object_type=obj._meta.label_lower,
@@ -745,7 +749,7 @@ def _audit(actor: Actor, action: str, obj, changes: dict) -> AuditEvent:
         programme_id=getattr(obj, "programme_id", None),
         changes=changes,  # JSON values already: ids, strings, booleans, None
         request_id=request.request_id,
-        ip=str(ipaddress.ip_address(request.ip)) if request.ip else None,
+        ip=ip_text(request.ip) if request.ip else None,
         **actor_fields(actor),
     )
     event.hash = event_content_hash(event)
