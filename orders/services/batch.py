@@ -750,6 +750,8 @@ def _audit(actor: Actor, action: str, obj, changes: dict) -> Row:
         changes=changes,  # JSON values already: ids, strings, booleans, None
         request_id=request.request_id,
         ip=ip_text(request.ip) if request.ip else None,
+        # The member the event concerns, as audit_log names it: what a member's audit log lists.
+        member_id=obj.pk if isinstance(obj, Member) else getattr(obj, "member_id", None),
         **actor_fields(actor),
     )
     event.hash = event_content_hash(event)

@@ -225,3 +225,18 @@ def test_the_batch_audit_events_and_outbox_rows_are_whole_and_verify(campaign):
     types = sorted(m.payload["type"] for m in OutboxMessage.objects.filter(kind="event"))
     assert types.count("order.created") == types.count("order.completed") == 3
     assert all(m.status == "pending" and m.attempts == 0 for m in OutboxMessage.objects.all())
+
+
+def test_the_batch_audit_events_name_their_member_as_audit_log_does(campaign):
+    # given / when
+    from wallets.selectors import member_audit_log
+
+    (order,) = batch(campaign, "B-9")
+    # then: the member's audit log lists its creation, its voucher and its order
+    actions = set(member_audit_log(member=order.member).values_list("action", flat=True))
+    assert {"member.create", "voucher.issue", "order.create"} <= actions
+    assert set(
+        AuditEvent.objects.filter(action__in=["voucher.issue", "order.create"]).values_list(
+            "member_id", flat=True
+        )
+    ) == {order.member_id}
