@@ -5,6 +5,7 @@ NOTHING`, so that a unique collision (a freshly drawn booking id or voucher code
 savepoint to be retried. The statement goes through Django's cursor: counted and logged like
 any other."""
 
+from datetime import timedelta
 from functools import cache
 
 from django.db import connection
@@ -61,7 +62,8 @@ def rows_insert(
     `returning_pk` sets each inserted instance's primary key from `RETURNING`. With `conflict`
     (the columns of a unique constraint), rows that collide on it are skipped, not an error:
     they are left unsaved (pk None) and are not returned. auto_now / auto_now_add fields are
-    set to one `now`. On another database than Postgres, `bulk_create` (without `conflict`)."""
+    set to `now` plus the row's index in microseconds (so they order the rows as given). On
+    another database than Postgres, `bulk_create` (without `conflict`)."""
     if not objs:
         return []
     if connection.vendor != "postgresql":
@@ -91,9 +93,12 @@ def rows_insert(
     names = [f.attname for f in fields]
     now = timezone.now()
     rows = []
-    for obj in objs:
+    for index, obj in enumerate(objs):
+        # One microsecond apart, in list order: ordering by created_at keeps the order the
+        # caller wrote them in (the events of one change: created, then completed).
+        stamp = now + timedelta(microseconds=index)
         for name in auto:
-            setattr(obj, name, now)
+            setattr(obj, name, stamp)
         rows.append(
             tuple(Json(getattr(obj, n)) if n in json_fields else getattr(obj, n) for n in names)
         )
