@@ -112,7 +112,6 @@ def main() -> None:
         single()
     sqls = [q["sql"] for q in queries.captured_queries]
     savepoints = sum(1 for s in sqls if "SAVEPOINT" in s)
-    transactions = sum(1 for s in sqls if s.startswith("COMMIT") or s == "COMMIT")
     print(f"single issuance: {len(sqls)} statements ({savepoints} savepoint statements)")
     for sql in sqls:
         print("   ", sql[:150])
@@ -136,7 +135,7 @@ def main() -> None:
         f"batch: {BATCHES} x {BATCH_SIZE} in {wall:.2f} s wall, {cpu:.2f} s CPU: "
         f"{1000 * cpu / rewards:.3f} ms CPU a reward"
     )
-    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; {transactions=}")
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
     if profile:
         profiler = cProfile.Profile(time.process_time)
