@@ -9,8 +9,10 @@ from plum.services.outbox import outbox_deliver, outbox_sweep
 
 
 @shared_task(ignore_result=True)
-def outbox_deliver_task(message_id: str) -> None:
-    outbox_deliver(message_id=message_id)
+def outbox_deliver_task(message_id: str, *more: str) -> None:
+    """One message, or a few written by one change (an order's events) in one task."""
+    for pk in (message_id, *more):
+        outbox_deliver(message_id=pk)
 
 
 @shared_task(ignore_result=True)

@@ -9,7 +9,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
 from campaigns.selectors import campaign_list_for
-from orders.api.orders import IssuanceInput, OrderOutput
+from orders.api.orders import IssuanceInput, OrderOutput, OrderRenderer
 from orders.errors import BatchTooLargeError
 from orders.models import Order
 from orders.services import IssuanceRequest, order_issue_batch
@@ -123,9 +123,9 @@ class IssuanceBatchCreateApi(PlumApiView):
             actor=request.user,
             is_test=plum_selectors.is_test_principal(request.user),
         )
-        # Rendered from the rows just written (one serializer for the list), not read back.
-        orders = [o for o in outcomes if isinstance(o, Order)]
-        rendered = iter(OrderOutput(orders, many=True).data)
+        # Rendered from the rows just written (one renderer for the list), not read back.
+        renderer = OrderRenderer()
+        rendered = iter([renderer.render(o) for o in outcomes if isinstance(o, Order)])
         for index, outcome in zip(positions, outcomes, strict=True):
             if isinstance(outcome, Order):
                 status = 201 if outcome.status == Order.Status.COMPLETED else 202

@@ -31,11 +31,10 @@ Lock order (docs/concurrency.md): members (upsert) -> campaigns, in id order (co
 the single path, so a batch and single issuances cannot deadlock.
 """
 
-import ipaddress
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from uuid import uuid4
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -59,13 +58,13 @@ from orders.services.delivery import deliveries_queue
 from orders.services.issuance import RECIPIENT_FIELDS, booking_id_new
 from plum import context
 from plum.actors import Actor, actor_fields
+from plum.bulk import Row, row_for, rows_insert
 from plum.errors import InvalidInputError, PlumError
 from plum.models import AuditEvent, Member, OutboxMessage
-from plum.services.audit import event_content_hash
+from plum.services.audit import event_content_hash, ip_text
 from plum.services.events import EVENT_KIND
+from plum.services.outbox import outbox_schedule_sweeps
 from plum.services.programmes import MEMBER_FIELDS
-
-logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 ATTEMPTS = 5
@@ -99,52 +98,18 @@ class _Item:
 class _Writes:
     """What the batch inserts at the end, in bulk."""
 
-    audit: list[AuditEvent] = field(default_factory=list)
-    outbox: list[OutboxMessage] = field(default_factory=list)
+    audit: list[Row] = field(default_factory=list)
+    outbox: list[Row] = field(default_factory=list)
 
 
 # --- bulk writes ---------------------------------------------------------------------------
 
 
 def _insert(model, objs: list, *, returning_pk: bool) -> None:
-    """Insert `objs` in one statement. On Postgres the rows go straight to psycopg2's
-    execute_values: Django's bulk_create compiles a placeholder and prepares each of the tens
-    of thousands of values of a batch in Python, which cost more than the database's work."""
-    if not objs:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs, batch_size=1000)
-        return
-    from psycopg2.extras import Json, execute_values
-
-    meta = model._meta
-    # An auto-increment key is left to the database; a key set in Python (a UUID) is sent.
-    fields = [f for f in meta.concrete_fields if not (f.primary_key and objs[0].pk is None)]
-    auto = {
-        f.attname
-        for f in fields
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
-    }
-    json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    names = [f.attname for f in fields]
-    now = timezone.now()
-    rows = []
-    for obj in objs:
-        for name in auto:
-            setattr(obj, name, now)
-        rows.append(
-            tuple(Json(getattr(obj, n)) if n in json_fields else getattr(obj, n) for n in names)
-        )
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES %s"  # noqa: S608 - model's own names
-    if returning_pk:
-        sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
-    with connection.cursor() as cursor:
-        returned = execute_values(cursor.cursor, sql, rows, page_size=len(rows), fetch=returning_pk)
-    if returning_pk:
-        for obj, (pk,) in zip(objs, returned, strict=True):
-            obj.pk = pk
-            obj._state.adding = False
+    """Insert `objs` in one statement (plum.bulk: psycopg2's execute_values on Postgres).
+    Django's bulk_create compiles a placeholder and prepares each of the tens of thousands of
+    values of a batch in Python, which cost more than the database's work."""
+    rows_insert(model, objs, returning_pk=returning_pk)
 
 
 # --- plain checks (no database) ------------------------------------------------------------
@@ -225,17 +190,11 @@ def order_issue_batch(
             # Each completed order's voucher goes to its member (orders.services.delivery).
             completed = [o for o in orders if o.status == Order.Status.COMPLETED]
             if completed:
-                deliveries_queue(orders=completed, actor=actor)
-                # The rendered results show what the queueing decided (failed: no address).
-                status = dict(
-                    Order.objects.filter(pk__in=[o.pk for o in completed]).values_list(
-                        "pk", "delivery_status"
-                    )
-                )
-                for order in completed:
-                    order.delivery_status = status[order.pk]
+                # Fresh rows: queued as they are, and each order's delivery_status set on it
+                # (failed: no address), so the rendered results show what the queueing decided.
+                deliveries_queue(orders=completed, actor=actor, fresh=True)
             if writes.outbox:
-                transaction.on_commit(lambda: _schedule_sweeps(len(writes.outbox)))
+                transaction.on_commit(lambda: outbox_schedule_sweeps(len(writes.outbox)))
     return results
 
 
@@ -745,11 +704,13 @@ def _order_writes(items: list[_Item], orders: list[Order], *, actor: Actor, writ
             writes.outbox.append(_event("order.pending_approval", order, item))
 
 
-def _event(event_type: str, order: Order, item: _Item, **data) -> OutboxMessage:
+def _event(event_type: str, order: Order, item: _Item, **data) -> Row:
     """The outbox row `event_emit` writes for an order event (orders.services.issuance), built
-    for a bulk insert."""
+    for a bulk insert (a plum.bulk Row: no model instance per row)."""
     now = timezone.now()
-    return OutboxMessage(
+    return row_for(
+        OutboxMessage,
+        id=uuid4(),
         kind=EVENT_KIND,
         programme_id=order.programme_id,
         payload={
@@ -775,10 +736,12 @@ def _event(event_type: str, order: Order, item: _Item, **data) -> OutboxMessage:
     )
 
 
-def _audit(actor: Actor, action: str, obj, changes: dict) -> AuditEvent:
-    """The row `audit_log` writes, built for a bulk insert in the same transaction."""
+def _audit(actor: Actor, action: str, obj, changes: dict) -> Row:
+    """The row `audit_log` writes, built for a bulk insert in the same transaction (a plum.bulk
+    Row: no model instance per row)."""
     request = context.current()
-    event = AuditEvent(
+    event = row_for(
+        AuditEvent,
         occurred_at=timezone.now(),
         action=action,
         object_type=obj._meta.label_lower,
@@ -786,22 +749,10 @@ def _audit(actor: Actor, action: str, obj, changes: dict) -> AuditEvent:
         programme_id=getattr(obj, "programme_id", None),
         changes=changes,  # JSON values already: ids, strings, booleans, None
         request_id=request.request_id,
-        ip=str(ipaddress.ip_address(request.ip)) if request.ip else None,
+        ip=ip_text(request.ip) if request.ip else None,
+        # The member the event concerns, as audit_log names it: what a member's audit log lists.
+        member_id=obj.pk if isinstance(obj, Member) else getattr(obj, "member_id", None),
         **actor_fields(actor),
     )
     event.hash = event_content_hash(event)
     return event
-
-
-def _schedule_sweeps(count: int) -> None:
-    """After commit: the batch's events are delivered by outbox sweeps (one per sweep batch of
-    messages) rather than one task per message; the periodic sweeper is the safety net, as for
-    every outbox message."""
-    from plum.tasks import outbox_sweep_task
-
-    for _ in range(-(-count // settings.OUTBOX_SWEEP_BATCH)):
-        try:
-            outbox_sweep_task.apply_async(retry=False)
-        except Exception:  # noqa: BLE001 - any broker failure: the periodic sweeper delivers
-            logger.warning("Broker unavailable; %s outbox messages left to the sweeper", count)
-            return

@@ -39,6 +39,7 @@ from orders.errors import (
 )
 from orders.models import DELIVERY_TRANSITIONS, Delivery, DeliveryAttempt, Order
 from plum.actors import Actor, SystemActor
+from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Channel, Member, OutboxMessage
 from plum.services.audit import audit_log
@@ -103,22 +104,32 @@ def _failed_data(delivery: Delivery, order: Order) -> dict:
     }
 
 
-def deliveries_queue(*, orders, actor: Actor) -> list[Delivery]:
+def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Delivery]:
     """One delivery per completed order that has none yet, with its outbox message, in one
     INSERT each: call it inside the transaction that completed the orders (up to a few thousand
     at a time). Orders that are not completed, or already have their first delivery, are
     skipped, so calling it twice queues once (and `delivery_first_per_order` guarantees it).
-    Orders whose member lacks the channel's address get a failed delivery (missing_contact)."""
-    ids = sorted({order.pk for order in orders})
-    if not ids:
-        return []
-    already = Delivery.objects.filter(order_id__in=ids, is_resend=False).values("order_id")
-    rows = list(
-        Order.objects.filter(pk__in=ids, status=Order.Status.COMPLETED)
-        .exclude(pk__in=already)
-        .select_related("member", "campaign", "programme")
-        .order_by("pk")
-    )
+    Orders whose member lacks the channel's address get a failed delivery (missing_contact).
+
+    `fresh=True` says the orders were inserted completed by the caller's transaction, with
+    member, campaign and programme loaded: they are used as given (no re-read, none can have a
+    delivery yet), and each order's `delivery_status` is set in memory too, an UPDATE written
+    only for the orders whose status differs from the one they were inserted with."""
+    if fresh:
+        rows = sorted((o for o in orders if o.status == Order.Status.COMPLETED), key=lambda o: o.pk)
+        if not rows:
+            return []
+    else:
+        ids = sorted({order.pk for order in orders})
+        if not ids:
+            return []
+        already = Delivery.objects.filter(order_id__in=ids, is_resend=False).values("order_id")
+        rows = list(
+            Order.objects.filter(pk__in=ids, status=Order.Status.COMPLETED)
+            .exclude(pk__in=already)
+            .select_related("member", "campaign", "programme")
+            .order_by("pk")
+        )
     sendable, missing = [], []
     for order in rows:
         channel = delivery_channel_for(order=order)
@@ -162,14 +173,16 @@ def deliveries_queue(*, orders, actor: Actor) -> list[Delivery]:
         )
         for order, channel, _ in missing
     ]
-    created = Delivery.objects.bulk_create([*deliveries, *failed])
-    Order.objects.filter(pk__in=[o.pk for o, _, _ in sendable]).update(
-        delivery_status=Order.DeliveryStatus.PENDING
-    )
-    if failed:
-        Order.objects.filter(pk__in=[o.pk for o, _, _ in missing]).update(
-            delivery_status=Order.DeliveryStatus.FAILED
-        )
+    created = rows_insert(Delivery, [*deliveries, *failed], returning_pk=True)
+    for status, group in (
+        (Order.DeliveryStatus.PENDING, sendable),
+        (Order.DeliveryStatus.FAILED, missing),
+    ):
+        stale = [o.pk for o, _, _ in group if not fresh or o.delivery_status != status]
+        if stale:
+            Order.objects.filter(pk__in=stale).update(delivery_status=status)
+        for order, _, _ in group:
+            order.delivery_status = status
     by_programme: dict[int, list[Delivery]] = {}
     for delivery in created:
         by_programme.setdefault(delivery.programme_id, []).append(delivery)

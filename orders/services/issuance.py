@@ -25,9 +25,10 @@ Invariants:
 
 import math
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from campaigns.codes import ALPHABET
@@ -46,10 +47,11 @@ from orders.errors import (
 from orders.models import ORDER_TRANSITIONS, Order
 from orders.services.delivery import deliveries_queue
 from plum.actors import Actor
+from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
 from plum.services.audit import audit_log
-from plum.services.events import event_emit
+from plum.services.events import event_emit, events_emit
 from plum.services.programmes import MEMBER_FIELDS, member_upsert
 from wallets.models import Reason
 from wallets.services import points_burn, transaction_reverse
@@ -67,29 +69,37 @@ def booking_id_new() -> str:
 
 def _order_event(event_type: str, order: Order, **data) -> None:
     event_emit(
-        event_type=event_type,
-        programme_id=order.programme_id,
-        data={
-            "booking_id": order.booking_id,
-            "order_id": order.pk,
-            "campaign_id": order.campaign_id,
-            "member_external_id": order.member.external_id,
-            "value": str(order.value),
-            "currency": order.currency,
-            "source": order.source,
-            "status": order.status,
-            "approval_state": order.approval_state,
-            "is_test": order.is_test,
-            "reference": order.reference,
-            **data,
-        },
+        event_type=event_type, programme_id=order.programme_id, data=_order_data(order, **data)
     )
 
 
+def _order_data(order: Order, **data) -> dict:
+    return {
+        "booking_id": order.booking_id,
+        "order_id": order.pk,
+        "campaign_id": order.campaign_id,
+        "member_external_id": order.member.external_id,
+        "value": str(order.value),
+        "currency": order.currency,
+        "source": order.source,
+        "status": order.status,
+        "approval_state": order.approval_state,
+        "is_test": order.is_test,
+        "reference": order.reference,
+        **data,
+    }
+
+
 def _insert(order: Order) -> Order:
-    """Insert with a fresh booking id; a collision (unique constraint) draws again."""
+    """Insert with a fresh booking id; a collision (unique constraint) draws again. On
+    Postgres one `INSERT ... ON CONFLICT (booking_id) DO NOTHING RETURNING` (no savepoint):
+    a collision inserts nothing and the loop draws again."""
     for _ in range(BOOKING_ATTEMPTS):
         order.booking_id = booking_id_new()
+        if connection.vendor == "postgresql":
+            if rows_insert(Order, [order], returning_pk=True, conflict=("booking_id",)):
+                return order
+            continue
         try:
             with transaction.atomic():
                 order.save(force_insert=True)
@@ -127,7 +137,9 @@ def _issue(
     value = _checked_value(campaign, value)
     now = timezone.now()
     order = Order(
-        programme_id=campaign.programme_id,
+        # The campaign's programme object when loaded (the API's scoped read joins it): the
+        # delivery's channel and the rendered order read it without another query.
+        programme=campaign.programme,
         campaign=campaign,
         member=member,
         value=value,
@@ -168,12 +180,19 @@ def _issue(
             **({"points": [None, points]} if points is not None else {}),
         },
     )
-    _order_event("order.created", order)
+    # Both events in one outbox INSERT.
     if order.status == Order.Status.COMPLETED:
-        _order_event("order.completed", order, voucher_id=order.voucher_id)
-        deliveries_queue(orders=[order], actor=actor)
+        second = ("order.completed", _order_data(order, voucher_id=order.voucher_id))
     else:
-        _order_event("order.pending_approval", order)
+        second = ("order.pending_approval", _order_data(order))
+    events_emit(
+        events=[
+            ("order.created", order.programme_id, _order_data(order)),
+            (second[0], order.programme_id, second[1]),
+        ]
+    )
+    if order.status == Order.Status.COMPLETED:
+        deliveries_queue(orders=[order], actor=actor, fresh=True)
     return order
 
 
@@ -291,13 +310,15 @@ def order_issue_to_recipient(
     reference: str = "",
     actor: Actor,
     is_test: bool = False,
+    on_issued: Callable[[Order], None] | None = None,
 ) -> Order:
     """`order_issue` for a recipient described by external id and contact details: the member
     upsert and the order share one transaction, so a refused issuance creates no member
-    either."""
+    either. `on_issued(order)` runs last inside that transaction: the API stores its
+    idempotent response there, so the order and the response commit together."""
     with transaction.atomic(durable=True):
         member = recipient_upsert(programme=campaign.programme, recipient=recipient, actor=actor)
-        return _issue(
+        order = _issue(
             campaign=campaign,
             member=member,
             value=value,
@@ -306,6 +327,9 @@ def order_issue_to_recipient(
             actor=actor,
             is_test=is_test,
         )
+        if on_issued is not None:
+            on_issued(order)
+        return order
 
 
 def _lock(order: Order) -> Order:

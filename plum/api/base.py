@@ -33,10 +33,12 @@ class IdempotentMixin:
     is stored byte for byte, except a server error, which frees the key for a retry."""
 
     _idempotency_record = None
+    _idempotency_written = None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         self._idempotency_record = None
+        self._idempotency_written = None
         key = request.headers.get("Idempotency-Key")
         if request.method != "POST" or key is None or not isinstance(request.auth, ApiClient):
             return
@@ -62,9 +64,24 @@ class IdempotentMixin:
             return response
         return super().handle_exception(exc)
 
+    def respond_in_transaction(self, response):
+        """Finalize `response` now, from inside the service's transaction (a callback the
+        service runs last): the key's stored response is written in the transaction that made
+        the change, so the change and its record commit together. Without it a crash between
+        the two commits would leave the key in flight with the change made, and a retry after
+        the in-flight timeout would make it again. Should the transaction roll back, the key
+        is released as for any server error."""
+        self._idempotency_written = self._idempotency_record
+        return self.finalize_response(self.request, response, *self.args, **self.kwargs)
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         record = self._idempotency_record
+        if record is None and response.status_code >= 500 and self._idempotency_written:
+            # Stored in a transaction that then failed: the row is in flight again (the
+            # release deletes only a key still in flight).
+            idempotency_release(record=self._idempotency_written)
+            self._idempotency_written = None
         if record is not None:
             self._idempotency_record = None
             if response.status_code >= 500:
@@ -84,8 +101,7 @@ class IdempotentMixin:
         try:
             return super().dispatch(request, *args, **kwargs)
         except BaseException:
-            record = self._idempotency_record
-            if record is not None:
+            for record in {self._idempotency_record, self._idempotency_written} - {None}:
                 idempotency_release(record=record)
             raise
 

@@ -85,11 +85,10 @@ def api_client_revoke(*, client: ApiClient, actor: Actor) -> bool:
 
 def api_client_authenticate(*, key: str) -> ApiClient | None:
     """The active client holding `key`, or None."""
-    client = (
-        ApiClient.objects.filter(key_hash=hash_key(key), revoked_at__isnull=True)
-        .prefetch_related("programmes")
-        .first()
-    )
+    # The key's programmes are not loaded here: every scoped read asks for them in its own
+    # query (plum.selectors.programmes_for, a subquery), so loading them was a wasted query on
+    # every API request.
+    client = ApiClient.objects.filter(key_hash=hash_key(key), revoked_at__isnull=True).first()
     if client is not None:
         now = timezone.now()
         # Touch at most once a minute: no write on every request.

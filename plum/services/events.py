@@ -77,6 +77,21 @@ def event_emit_many(*, event_type: str, events: list[tuple[int | None, dict]]) -
     )
 
 
+def events_emit(*, events: list[tuple[str, int | None, dict]]) -> list:
+    """`event_emit` for a few events of different types caused by one change, in one INSERT:
+    (event_type, programme_id, data) triples, in the order given."""
+    for event_type, _, data in events:
+        _check(event_type, data)
+    occurred_at = timezone.now().isoformat()
+    return outbox_enqueue_many(
+        kind=EVENT_KIND,
+        messages=[
+            ({"type": event_type, "occurred_at": occurred_at, "data": data}, programme_id)
+            for event_type, programme_id, data in events
+        ],
+    )
+
+
 def event_emit_once(
     *, key: str, event_type: str, programme_id: int | None, data: dict
 ) -> OutboxMessage | None:

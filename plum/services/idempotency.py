@@ -1,8 +1,8 @@
 """Stripe-style idempotency for external POSTs, scoped to the API client.
 
-The key row is inserted in its own committed transaction before the request runs, so a
-concurrent request with the same key sees it at once: the database's unique constraint, not a
-read in Python, decides which request owns the key.
+The key row is inserted in its own committed statement before the request runs (`INSERT ...
+ON CONFLICT DO NOTHING`), so a concurrent request with the same key sees it at once: the
+database's unique constraint, not a read in Python, decides which request owns the key.
 
 The key row and the request's own change commit in separate transactions, so a request can
 commit its change and still fail (its database connection dropped after the commit, an error
@@ -14,7 +14,7 @@ import hashlib
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from plum import context
@@ -53,13 +53,9 @@ def idempotency_begin(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
     IdempotencyKeyReusedError when the key came with another request, and
     IdempotencyKeyInUseError while the first request is still running."""
     _validate_key(key)
-    try:
-        with transaction.atomic():
-            return IdempotencyKey.objects.create(
-                client=client, key=key, fingerprint=fingerprint, request_id=_request_id()
-            )
-    except IntegrityError:
-        pass
+    claimed = _claim(client=client, key=key, fingerprint=fingerprint)
+    if claimed is not None:
+        return claimed
     record = IdempotencyKey.objects.filter(client=client, key=key).first()
     if record is None:
         # Purged between our insert and this read: claim it again.
@@ -85,6 +81,46 @@ def idempotency_begin(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
         record.refresh_from_db()
         return record
     raise IdempotencyKeyInUseError()
+
+
+def _claim(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyKey | None:
+    """Insert the key row, or nothing when the client's key exists: one statement
+    (`ON CONFLICT DO NOTHING`), committed at once in autocommit mode, and no savepoint inside
+    a caller's transaction. A concurrent insert of the same key that is not committed yet makes
+    this one wait for it, as a unique violation would."""
+    if connection.vendor != "postgresql":
+        try:
+            with transaction.atomic():
+                return IdempotencyKey.objects.create(
+                    client=client, key=key, fingerprint=fingerprint, request_id=_request_id()
+                )
+        except IntegrityError:
+            return None
+    now = timezone.now()
+    request_id = _request_id()
+    meta = IdempotencyKey._meta
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} "  # noqa: S608 - the model's own names
+            "(client_id, key, fingerprint, state, response_content_type, created_at, request_id) "
+            "VALUES (%s, %s, %s, %s, '', %s, %s) "
+            "ON CONFLICT (client_id, key) DO NOTHING RETURNING id",
+            [client.pk, key, fingerprint, IdempotencyKey.State.IN_FLIGHT, now, request_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    record = IdempotencyKey(
+        pk=row[0],
+        client=client,
+        key=key,
+        fingerprint=fingerprint,
+        state=IdempotencyKey.State.IN_FLIGHT,
+        created_at=now,
+        request_id=request_id,
+    )
+    record._state.adding = False
+    return record
 
 
 def idempotency_complete(

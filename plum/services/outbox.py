@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from plum.bulk import rows_insert
 from plum.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -96,10 +97,41 @@ def outbox_enqueue_many(
         )
         for payload, programme_id in messages
     ]
-    OutboxMessage.objects.bulk_create(rows)
+    rows_insert(OutboxMessage, rows, returning_pk=False)
     ids = [row.pk for row in rows]
-    transaction.on_commit(lambda: [_schedule_delivery(pk) for pk in ids])
+    # Publishing a task costs about a millisecond of CPU: a few messages go in one task, a
+    # thousand are kicked by a few sweeps (one per OUTBOX_SWEEP_BATCH), not a thousand tasks.
+    if len(ids) > SWEEP_KICK_ABOVE:
+        transaction.on_commit(lambda: outbox_schedule_sweeps(len(ids)))
+    elif len(ids) > 1:
+        transaction.on_commit(lambda: _schedule_delivery(*ids))
+    elif ids:
+        transaction.on_commit(lambda: _schedule_delivery(ids[0]))
     return rows
+
+
+# Above this many messages in one call, `outbox_enqueue_many` kicks sweeps instead of one
+# delivery task per message.
+SWEEP_KICK_ABOVE = 20
+
+
+def outbox_schedule_sweeps(count: int) -> None:
+    """After commit: `count` new messages delivered by outbox sweeps (one per sweep batch of
+    messages) rather than one task per message; the periodic sweeper is the safety net, as for
+    every outbox message."""
+    global _broker_down_until
+    from plum.tasks import outbox_sweep_task
+
+    if time.monotonic() < _broker_down_until:
+        logger.warning("Broker unavailable; %s outbox messages left to the sweeper", count)
+        return
+    for _ in range(-(-count // settings.OUTBOX_SWEEP_BATCH)):
+        try:
+            outbox_sweep_task.apply_async(retry=False)
+        except Exception:  # noqa: BLE001 - any broker failure: the periodic sweeper delivers
+            _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
+            logger.warning("Broker unavailable; %s outbox messages left to the sweeper", count)
+            return
 
 
 # After a failed publish this process leaves messages to the sweeper for a few seconds instead
@@ -108,7 +140,8 @@ BROKER_RETRY_AFTER_SECONDS = 5.0
 _broker_down_until = 0.0
 
 
-def _schedule_delivery(message_id: UUID) -> None:
+def _schedule_delivery(message_id: UUID, *more: UUID) -> None:
+    """One delivery task for the message (or, given more, one task for all of them)."""
     global _broker_down_until
     from plum.tasks import outbox_deliver_task
 
@@ -116,7 +149,7 @@ def _schedule_delivery(message_id: UUID) -> None:
         logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)
         return
     try:
-        outbox_deliver_task.apply_async(args=[str(message_id)], retry=False)
+        outbox_deliver_task.apply_async(args=[str(pk) for pk in (message_id, *more)], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure: the sweeper delivers it later
         _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
         logger.warning("Broker unavailable; outbox message %s left to the sweeper", message_id)

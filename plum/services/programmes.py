@@ -2,11 +2,12 @@
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from plum import roles
 from plum.actors import Actor
+from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
 from plum.services.audit import audit_log, model_update
@@ -15,9 +16,9 @@ PROGRAMME_FIELDS = ["name", "slug", "currency", "timezone", "default_channel", "
 MEMBER_FIELDS = ["name", "email", "phone", "country", "preferred_channel"]
 
 
-def _full_clean(instance, *, exclude=None) -> None:
+def _full_clean(instance, *, exclude=None, validate_constraints: bool = True) -> None:
     try:
-        instance.full_clean(exclude=exclude)
+        instance.full_clean(exclude=exclude, validate_constraints=validate_constraints)
     except ValidationError as exc:
         raise InvalidInputError(fields=exc.message_dict) from exc
 
@@ -56,6 +57,22 @@ def programme_update(*, programme: Programme, actor: Actor, data: dict) -> Progr
     return programme
 
 
+def _insert_unless_taken(member: Member) -> bool:
+    """Insert the member unless its (programme, external id) exists: False when a concurrent
+    upsert inserted it first (it is then updated instead). On Postgres one `INSERT ... ON
+    CONFLICT DO NOTHING RETURNING`, with no savepoint around it."""
+    if connection.vendor == "postgresql":
+        return bool(
+            rows_insert(Member, [member], returning_pk=True, conflict=("programme", "external_id"))
+        )
+    try:
+        with transaction.atomic():
+            member.save(force_insert=True)
+    except IntegrityError:
+        return False
+    return True
+
+
 def member_upsert(
     *, programme: Programme, external_id: str, actor: Actor, data: dict
 ) -> tuple[Member, bool]:
@@ -71,13 +88,12 @@ def member_upsert(
         )
         if member is None:
             candidate = Member(programme=programme, external_id=external_id, **data)
-            _full_clean(candidate, exclude=["programme", "user"])
-            try:
-                with transaction.atomic():
-                    candidate.save(force_insert=True)
-            except IntegrityError:
-                pass  # a concurrent upsert inserted it first: update that row below
-            else:
+            # The member's CHECK constraints (E.164 phone, external id set) repeat its field
+            # validators, which full_clean runs in Python; validating the constraints too would
+            # ask the database (a savepoint and a SELECT each) what the validators already
+            # refused. The database still enforces them on the INSERT.
+            _full_clean(candidate, exclude=["programme", "user"], validate_constraints=False)
+            if _insert_unless_taken(candidate):
                 audit_log(
                     actor=actor,
                     action="member.create",

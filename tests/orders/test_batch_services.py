@@ -206,3 +206,37 @@ def test_variable_values_are_counted_at_their_value(programme, make_campaign):
     campaign.refresh_from_db()
     assert (campaign.issued_count, campaign.issued_value) == (1, D("1000.00"))
     assert campaign_counters_from_vouchers(campaign) == (1, D("1000.00"))
+
+
+def test_the_batch_audit_events_and_outbox_rows_are_whole_and_verify(campaign):
+    # given / when: a batch (its audit and outbox rows are built without model instances)
+    from plum.services.audit import audit_seal, audit_verify
+
+    results = batch(campaign, "B-1", "B-2", "B-3")
+    # then: every event is stored with what it said and its hash verifies, sealed or not
+    assert codes(results) == ["completed"] * 3
+    events = AuditEvent.objects.filter(action="order.create")
+    assert events.count() == 3
+    assert all(e.actor_label and e.object_type == "orders.order" for e in events)
+    checked, _, problems = audit_verify()
+    assert problems == [] and checked == AuditEvent.objects.count()
+    audit_seal()
+    assert audit_verify()[2] == []
+    types = sorted(m.payload["type"] for m in OutboxMessage.objects.filter(kind="event"))
+    assert types.count("order.created") == types.count("order.completed") == 3
+    assert all(m.status == "pending" and m.attempts == 0 for m in OutboxMessage.objects.all())
+
+
+def test_the_batch_audit_events_name_their_member_as_audit_log_does(campaign):
+    # given / when
+    from wallets.selectors import member_audit_log
+
+    (order,) = batch(campaign, "B-9")
+    # then: the member's audit log lists its creation, its voucher and its order
+    actions = set(member_audit_log(member=order.member).values_list("action", flat=True))
+    assert {"member.create", "voucher.issue", "order.create"} <= actions
+    assert set(
+        AuditEvent.objects.filter(action__in=["voucher.issue", "order.create"]).values_list(
+            "member_id", flat=True
+        )
+    ) == {order.member_id}

@@ -273,6 +273,29 @@ def test_a_booking_id_collision_draws_again(campaign, member, monkeypatch):
     assert Order.objects.count() == 2
 
 
+def test_a_voucher_code_collision_draws_again_in_the_same_transaction(
+    campaign, member, monkeypatch
+):
+    # given: a voucher holding a code, and a generator that offers that code first
+    from campaigns.codes import CodeGenerator
+
+    taken = issue(campaign, member)
+    real = CodeGenerator.generate
+    offered = iter([[taken.voucher.code]])
+    monkeypatch.setattr(
+        CodeGenerator, "generate", lambda self, n: next(offered, None) or real(self, n)
+    )
+    # when
+    order = issue(campaign, MemberFactory(programme=campaign.programme))
+    # then: a second code was drawn, and the issuing transaction went on to the end
+    assert order.voucher.code != taken.voucher.code
+    assert Voucher.objects.filter(code=taken.voucher.code).count() == 1
+    assert Voucher.objects.get(pk=order.voucher.pk).member_id == order.member_id
+    assert Order.objects.filter(status="completed").count() == 2
+    campaign.refresh_from_db()
+    assert campaign.issued_count == 2
+
+
 # --- approve and reject ----------------------------------------------------------------------
 
 

@@ -244,3 +244,39 @@ def test_concurrent_sweepers_deliver_each_message_exactly_once(smtp_server):
     assert sum(counts) == 30
     assert sorted(m["Subject"] for m in smtp_server.messages) == sorted(f"m{i}" for i in range(30))
     assert set(OutboxMessage.objects.values_list("status", "attempts")) == {("sent", 1)}
+
+
+@pytest.mark.django_db
+def test_a_few_messages_of_one_change_are_published_as_one_task_and_many_as_sweeps(
+    smtp_server, django_capture_on_commit_callbacks, monkeypatch
+):
+    # given: what the on-commit publishes send to the broker, recorded
+    from plum import tasks
+    from plum.services.outbox import SWEEP_KICK_ABOVE, outbox_enqueue_many
+
+    published = []
+    monkeypatch.setattr(
+        tasks.outbox_deliver_task, "apply_async", lambda **kw: published.append(("one", kw))
+    )
+    monkeypatch.setattr(
+        tasks.outbox_sweep_task, "apply_async", lambda **kw: published.append(("sweep", kw))
+    )
+    few = [({**EMAIL, "subject": f"f{i}"}, None) for i in range(3)]
+    many = [({**EMAIL, "subject": f"m{i}"}, None) for i in range(SWEEP_KICK_ABOVE + 1)]
+    # when
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        rows = outbox_enqueue_many(kind="email", messages=few)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        outbox_enqueue_many(kind="email", messages=many)
+    # then: one task names the three messages; the many are left to one sweep
+    assert published == [
+        ("one", {"args": [str(r.pk) for r in rows], "retry": False}),
+        ("sweep", {"retry": False}),
+    ]
+    # and the task given several ids delivers each of them, once, however often it runs
+    for _ in range(2):
+        tasks.outbox_deliver_task.run(*[str(r.pk) for r in rows])
+    assert sorted(m["Subject"] for m in smtp_server.messages) == ["f0", "f1", "f2"]
+    assert set(
+        OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", "attempts")
+    ) == {("sent", 1)}
