@@ -16,6 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 from campaigns.models import Campaign, Voucher
 from orders.models import Delivery, Order, Upload
 from plum.models import Job, Member, Programme, WebhookEndpoint
+from support.models import Ticket, TicketMessage
 from tests.security.conftest import state
 from wallets.models import Account, LedgerTransaction
 
@@ -109,6 +110,18 @@ CASES = {
         "/api/v1/redemptions",
         lambda w: {"campaign": w["storefront"].pk, "member": "EMP-A1"},
     ),
+    "tickets_create": (
+        "/api/v1/tickets",
+        lambda w: {"member": "EMP-A1", "category": "other", "description": "Help, please."},
+    ),
+    "tickets_transition": (
+        "/api/v1/tickets/{ticket}/transition",
+        lambda w: {"status": "in_progress"},
+    ),
+    "tickets_messages_create": (
+        "/api/v1/tickets/{ticket}/messages",
+        lambda w: {"kind": "note", "body": "Checked the shop's logs."},
+    ),
     "uploads_create": (
         "/api/v1/uploads",
         lambda w: {"campaign": w["campaign"].pk, "file_name": "a.csv", "rows": [_row()]},
@@ -185,6 +198,7 @@ def _path(template: str, w: dict) -> str:
         code=w["voucher"].code,
         flagged=w["flagged"].code,
         webhook=w["webhook_id"],
+        ticket=w["ticket"].pk,
     )
 
 
@@ -192,7 +206,7 @@ def _injected_anywhere() -> list[str]:
     """Where an injected value was stored (and how many rows programme B has)."""
     found = []
     models = [Campaign, Voucher, Order, Delivery, Upload, Member, WebhookEndpoint, Job]
-    models += [Account, LedgerTransaction]
+    models += [Account, LedgerTransaction, Ticket, TicketMessage]
     for model in models:
         names = {f.name for f in model._meta.concrete_fields}
         if model.objects.filter(pk=SENTINEL).exists():
