@@ -12,18 +12,22 @@ from django.db import models
 from django.db.models import Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
+E164_REGEX = r"^\+[1-9][0-9]{6,14}$"  # the database's CHECK (Postgres: $ is the very end)
+# Python's $ also matches before a trailing newline: the validators end in \Z, so a value the
+# validator passes is one the CHECK passes too (never an IntegrityError mid-transaction).
 e164_validator = RegexValidator(
-    E164_REGEX, "Enter a phone number in E.164 format, e.g. +14155550123.", code="invalid_phone"
+    r"^\+[1-9][0-9]{6,14}\Z",
+    "Enter a phone number in E.164 format, e.g. +14155550123.",
+    code="invalid_phone",
 )
 country_validator = RegexValidator(
-    r"^[A-Z]{2}$", "Enter an ISO 3166-1 alpha-2 country code, e.g. IN.", code="invalid_country"
+    r"^[A-Z]{2}\Z", "Enter an ISO 3166-1 alpha-2 country code, e.g. IN.", code="invalid_country"
 )
 currency_validator = RegexValidator(
-    r"^[A-Z]{3}$", "Enter an ISO 4217 currency code, e.g. INR.", code="invalid_currency"
+    r"^[A-Z]{3}\Z", "Enter an ISO 4217 currency code, e.g. INR.", code="invalid_currency"
 )
 slug_validator = RegexValidator(
-    r"^[a-z0-9]+(?:-[a-z0-9]+)*$", "Use lowercase letters, digits and single hyphens."
+    r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z", "Use lowercase letters, digits and single hyphens."
 )
 
 

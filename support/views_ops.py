@@ -7,6 +7,8 @@ programme's is the same 404 as a missing one. Writes go through support.services
 the agent as actor; a refusal (bad transition, closed ticket, empty message) changes nothing and
 is answered with the ticket page, the reason in words and its 4xx status."""
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
@@ -127,7 +129,11 @@ def assign(request, ticket_id, *, programmes):
     elif raw == "":
         assignee = None
     else:
-        assignee = get_user_model().objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+        assignee = (
+            get_user_model().objects.filter(pk=int(raw)).first()
+            if re.fullmatch(r"[0-9]{1,18}", raw)
+            else None
+        )
         if assignee is None or not is_ticket_agent(assignee, ticket.programme_id):
             # Also for a user who exists elsewhere: who is an agent of what is not disclosed.
             return _refused(request, ticket, TicketAssigneeInvalidError())
@@ -197,7 +203,7 @@ def new(request, *, programmes):
     member_id = request.GET.get("member", "")
     member = (
         ops_member_get(programmes=programmes, member_id=int(member_id))
-        if member_id.isdigit()
+        if re.fullmatch(r"[0-9]{1,18}", member_id)
         else None
     )
     order = None

@@ -4,6 +4,8 @@ connectors), their validation result, the error report, confirmation and the tem
 Views check the wire format, find the campaign and the upload through the scoped selectors
 (404 outside the key's programmes) and call one service."""
 
+import re
+
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -171,7 +173,7 @@ class UploadListCreateApi(mixins.ListModelMixin, PlumListApiView):
             fields = {}
             if upload_file is None:
                 fields["file"] = ["This field is required."]
-            if not str(campaign_id or "").isdigit():
+            if not re.fullmatch(r"[0-9]{1,18}", str(campaign_id or "")):
                 fields["campaign"] = ["A campaign id is required."]
             if fields:
                 raise InvalidInputError(fields=fields)

@@ -251,7 +251,7 @@ def check_rows(parsed: ParsedRows, *, rules: Rules, at_cap: frozenset | set) -> 
     """Every row against every rule, in one pass; each problem is (column, message, value)."""
     seen: dict[str, int] = {}
     out: list[CheckedRow] = []
-    e164 = _E164.match
+    e164 = _E164.fullmatch
     country_ok = _COUNTRY.match
     for number, cells, extra in parsed.rows:
         external_id, name, email, phone, country, channel, value, reference = cells

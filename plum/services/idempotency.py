@@ -125,8 +125,12 @@ def _claim(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyKey |
 
 def idempotency_complete(
     *, record: IdempotencyKey, status: int, body: bytes, content_type: str
-) -> None:
-    IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT).update(
+) -> int:
+    # Only while this request still owns the key: a request taken over after the in-flight
+    # timeout must not overwrite (or, below, free) its successor's claim.
+    return IdempotencyKey.objects.filter(
+        pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT, request_id=record.request_id
+    ).update(
         state=IdempotencyKey.State.COMPLETE,
         response_status=status,
         response_body=body,
@@ -141,7 +145,9 @@ def idempotency_release(*, record: IdempotencyKey) -> None:
     (then the key stays in flight, and a retry is refused as idempotency_key_applied)."""
     if _applied(record):
         return
-    IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT).delete()
+    IdempotencyKey.objects.filter(
+        pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT, request_id=record.request_id
+    ).delete()
 
 
 def _request_id() -> str:
@@ -152,8 +158,12 @@ def _applied(record: IdempotencyKey) -> bool:
     """Whether the request holding `record` committed a change: it left an audit event."""
     if not record.request_id:
         return False
+    # The request id may be the caller's own X-Request-ID: only this client's events count,
+    # so another client reusing the id cannot mark this key applied.
     return AuditEvent.objects.filter(
-        request_id=record.request_id, occurred_at__gte=record.created_at
+        request_id=record.request_id,
+        actor_client_id=record.client_id,
+        occurred_at__gte=record.created_at,
     ).exists()
 
 

@@ -12,10 +12,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 import plum.api.views
+from plum import context
 from plum.models import AuditEvent, IdempotencyKey, Member
 from plum.services.idempotency import (
     idempotency_begin,
+    idempotency_complete,
     idempotency_purge,
+    idempotency_release,
     request_fingerprint,
 )
 
@@ -430,6 +433,72 @@ def test_a_server_error_after_the_change_committed_keeps_the_key_so_no_retry_app
     assert (late.status_code, late.json()["error"]["code"]) == (409, "idempotency_key_applied")
     assert Member.objects.count() == 1
     assert list(IdempotencyKey.objects.values_list("key", "state")) == [("key-1", "in_flight")]
+
+
+@pytest.mark.django_db
+def test_another_clients_request_with_the_same_request_id_does_not_mark_a_key_applied(
+    client_api, programme, make_api_client, monkeypatch
+):
+    # given: a failing request of client A and a succeeding one of client B, both sent with
+    # the caller-chosen X-Request-ID "trace-1"
+    _, key_b = make_api_client([programme], name="B")
+    real_upsert = plum.api.views.member_upsert
+    answers = {}
+
+    def broken_upsert(**kwargs):
+        # B's request runs (and audits) while A's is still in flight, then A fails
+        monkeypatch.setattr(plum.api.views, "member_upsert", real_upsert)
+        answers["other"] = api_for(key_b).post(
+            URL,
+            {**BODY, "external_id": "EMP-002"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="key-b",
+            HTTP_X_REQUEST_ID="trace-1",
+        )
+        raise RuntimeError("database fell over")
+
+    client_api.raise_request_exception = False
+    monkeypatch.setattr(plum.api.views, "member_upsert", broken_upsert)
+    failed = client_api.post(
+        URL, BODY, format="json", HTTP_IDEMPOTENCY_KEY="key-a", HTTP_X_REQUEST_ID="trace-1"
+    )
+    monkeypatch.undo()
+    other = answers["other"]
+    # when: A retries
+    retry = client_api.post(URL, BODY, format="json", HTTP_IDEMPOTENCY_KEY="key-a")
+    # then: B's audit events did not make A's key look applied; the retry did the work once
+    assert (failed.status_code, other.status_code, retry.status_code) == (500, 201, 201)
+    assert Member.objects.filter(external_id="EMP-001").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_request_taken_over_after_the_timeout_cannot_free_or_complete_its_successors_key(
+    client_api, settings
+):
+    # given: request 1 claims the key, stalls past the in-flight timeout, request 2 takes it over
+    client = client_api.plum_client
+    token = context.bind(context.RequestContext(request_id="req-1"))
+    try:
+        first = idempotency_begin(client=client, key="k", fingerprint="f" * 64)
+    finally:
+        context.reset(token)
+    IdempotencyKey.objects.update(
+        created_at=timezone.now() - settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT - timedelta(seconds=1)
+    )
+    token = context.bind(context.RequestContext(request_id="req-2"))
+    try:
+        second = idempotency_begin(client=client, key="k", fingerprint="f" * 64)
+    finally:
+        context.reset(token)
+    # when: the stalled request 1 finally fails, or finally answers
+    idempotency_release(record=first)
+    stored = idempotency_complete(record=first, status=201, body=b"{}", content_type="x")
+    # then: request 2 still owns the key, in flight, and request 3 is told it is in use
+    assert stored == 0
+    assert list(IdempotencyKey.objects.values_list("request_id", "state")) == [
+        ("req-2", "in_flight")
+    ]
+    assert second.request_id == "req-2"
 
 
 # purge ---------------------------------------------------------------------------------------

@@ -229,11 +229,17 @@ def test_assigning_to_an_agent_of_another_programme_is_refused(as_user, agent_a,
     response = client.post(
         reverse("ops:tickets_assign", args=[ticket_a.pk]), {"assignee": str(agent_b.pk)}
     )
-    junk = client.post(reverse("ops:tickets_assign", args=[ticket_a.pk]), {"assignee": "x"})
+    junk = [
+        client.post(reverse("ops:tickets_assign", args=[ticket_a.pk]), {"assignee": raw})
+        for raw in ["x", "\u00b2", "\u0663", "9" * 30]  # superscript two, Arabic-Indic three
+    ]
+    odd_member = client.get(reverse("ops:tickets_new"), {"member": "\u00b2"})
+    huge_member = client.get(reverse("ops:tickets_new"), {"member": "9" * 30})
     # then
     assert response.status_code == 400
     assert "ticket_assignee_invalid" in response.content.decode()
-    assert junk.status_code == 400
+    assert [r.status_code for r in junk] == [400] * 4
+    assert odd_member.status_code < 500 and huge_member.status_code < 500
     assert state() == before
 
 
