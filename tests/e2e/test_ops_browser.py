@@ -4,10 +4,6 @@ a booking ID, opens the order, reveals the code, resends it to a corrected e-mai
 sees the success message; the resend then goes out over real SMTP to the new address.
 Screenshots go to tests/artifacts/ops/ (git-ignored)."""
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from orders.models import Delivery, Order
@@ -17,35 +13,13 @@ from plum.actors import SYSTEM
 from plum.models import AuditEvent
 from plum.services.programmes import role_grant
 from tests.campaigns.builders import make_campaign
+from tests.e2e.conftest import ARTIFACTS_ROOT, DESKTOP
 from tests.factories import MemberFactory, UserFactory
 from tests.orders.delivery_stubs import deliver
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "ops"
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-DESKTOP = {"width": 1280, "height": 900}
+ARTIFACTS = ARTIFACTS_ROOT / "ops"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        message = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("PLUM_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"PLUM_REQUIRE_SERVICES=1 but this test {message}", pytrace=False)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ see the balance, redeem a reward, find the order with its booking ID and code in
 and be refused, in words, a reward beyond the balance. Screenshots of the main pages (phone
 sized) go to tests/artifacts/store/ (git-ignored)."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -15,37 +12,14 @@ from orders.models import Order
 from plum.actors import SYSTEM
 from plum.services.programmes import member_link_user
 from tests.campaigns.builders import make_campaign, make_reward
+from tests.e2e.conftest import ARTIFACTS_ROOT
 from tests.factories import MemberFactory, UserFactory
 from wallets.services import points_earn
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "store"
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ARTIFACTS_ROOT / "store"
 PHONE = {"width": 390, "height": 844}
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        message = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("PLUM_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"PLUM_REQUIRE_SERVICES=1 but this test {message}", pytrace=False)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between browser steps are still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

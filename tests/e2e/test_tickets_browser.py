@@ -15,12 +15,12 @@ from plum.services.programmes import role_grant
 from support.models import Ticket
 from support.services import sla_policy_set, ticket_open
 from tests.campaigns.builders import make_campaign
-from tests.e2e.test_ops_browser import ARTIFACTS, DESKTOP, chromium  # noqa: F401 - fixture
+from tests.e2e.conftest import ARTIFACTS_ROOT, DESKTOP
 from tests.factories import MemberFactory, UserFactory
 from tests.orders.delivery_stubs import deliver
 
 pytestmark = pytest.mark.slow
-SHOTS = ARTIFACTS.parent / "tickets"
+ARTIFACTS = SHOTS = ARTIFACTS_ROOT / "tickets"
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def complaint(programme, smtp_server):
 
 @pytest.mark.django_db(transaction=True)
 def test_agent_opens_a_ticket_from_the_queue_replies_and_resolves_it(
-    chromium,  # noqa: F811 - the fixture
+    chromium,
     live_server,
     complaint,
     smtp_server,
