@@ -1,7 +1,7 @@
 import uuid
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 
 from plum import context
 from plum.api.errors import error_body, is_api_path
@@ -67,3 +67,24 @@ class ApiBodySizeMiddleware:
             ),
             status=413,
         )
+
+
+class PageNulMiddleware:
+    """A NUL character in a page's path or query (`/store/orders/PLM%00X/`) is a 400 before any
+    view runs: Postgres refuses NUL in text, so it would otherwise surface as a 500 from
+    whichever query first used the value. API views answer it in their own error shape,
+    naming the parameter (plum.api.base.NoNulMixin); forms refuse it field by field."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not is_api_path(request.path) and (
+            "\x00" in request.path
+            or any("\x00" in value for values in request.GET.lists() for value in values[1])
+        ):
+            return HttpResponseBadRequest(
+                "This address contains a character that is not allowed.",
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)

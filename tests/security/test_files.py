@@ -132,3 +132,27 @@ def test_an_uploaded_html_file_comes_back_only_as_rows_in_a_safe_download(
     assert not [c for c in cells if c[:1] in {"=", "+", "-", "@", "\t", "\r"}]
     assert '\'=HYPERLINK("http://x")' in cells
     assert "'@SUM(1)" in cells
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/store/orders/PLM%00X/report/",
+        "/store/orders/PLM%00X/",
+        "/ops/orders/PLM%00X/",
+        "/ops/tickets/new/?order=PLM%00X",
+        "/ops/?q=a%00b",
+    ],
+)
+def test_a_nul_character_in_a_page_address_is_a_400_not_a_500(client, make_user, programme, url):
+    """Postgres refuses NUL in text: pages (storefront, portal) answer 400 before any query."""
+    # given: signed in as an agent and a member of the programme, as the page needs
+    from plum import roles
+
+    client.force_login(make_user(roles.SUPPORT_AGENT, programme))
+    # when
+    response = client.get(url)
+    # then
+    assert response.status_code == 400
+    assert b"not allowed" in response.content
