@@ -280,3 +280,28 @@ def test_a_few_messages_of_one_change_are_published_as_one_task_and_many_as_swee
     assert set(
         OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", "attempts")
     ) == {("sent", 1)}
+
+
+@pytest.mark.django_db
+def test_one_failing_message_does_not_hold_back_the_others_in_its_task(smtp_server, monkeypatch):
+    # given: three messages in one task, the first of which cannot be delivered
+    from plum import tasks
+    from plum.services.outbox import outbox_enqueue_many
+
+    rows = outbox_enqueue_many(
+        kind="email", messages=[({**EMAIL, "subject": f"f{i}"}, None) for i in range(3)]
+    )
+    real = tasks.outbox_deliver
+
+    def deliver(*, message_id):
+        if message_id == str(rows[0].pk):
+            raise RuntimeError("database fell over")
+        return real(message_id=message_id)
+
+    monkeypatch.setattr(tasks, "outbox_deliver", deliver)
+    # when
+    with pytest.raises(RuntimeError, match="database fell over"):
+        tasks.outbox_deliver_task.run(*[str(r.pk) for r in rows])
+    # then: the other two went out; the failed one is still pending for the sweeper
+    assert sorted(m["Subject"] for m in smtp_server.messages) == ["f1", "f2"]
+    assert OutboxMessage.objects.get(pk=rows[0].pk).status == "pending"
