@@ -546,7 +546,14 @@ def tickets_sla_sweep(*, now: datetime | None = None) -> int:
         )
         for pk in ids:
             with transaction.atomic(durable=True):
-                before = Ticket.objects.filter(pk=pk).values("priority", "escalated").first()
+                # Locked first, so the priority it reads is the one the UPDATE raises (a
+                # parallel sweep marking the other breach of this ticket waits here).
+                before = (
+                    Ticket.objects.select_for_update()
+                    .filter(pk=pk)
+                    .values("priority", "escalated")
+                    .first()
+                )
                 updated = Ticket.objects.filter(pk=pk, **conditions).update(
                     **{breached_field: now},
                     priority=RAISE_PRIORITY,

@@ -46,6 +46,14 @@ def test_parallel_sweeps_escalate_each_breach_once(side_a, policies):
     assert {k: sorted(v) for k, v in per_ticket.items()} == {
         t.pk: ["first_response", "resolution"] for t in tickets
     }
+    # and each ticket's two events name the priority each breach really raised: high, then
+    # urgent (a stale read would report "high" twice)
+    previous = {}
+    for event in breach_events():
+        previous.setdefault(event["ticket_id"], []).append(event["previous_priority"])
+    assert {k: sorted(v) for k, v in previous.items()} == {
+        t.pk: ["high", "urgent"] for t in tickets
+    }
     assert tickets_sla_sweep(now=at(10)) == 0
 
 
