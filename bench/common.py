@@ -117,14 +117,18 @@ def start_gunicorn(
     threads: int = 1,
     worker_class: str = "gthread",
     timeout: int = 30,
+    app: str = "plum.wsgi",
+    ready_path: str = "/healthz",
 ) -> subprocess.Popen:
-    """gunicorn serving Plum on 127.0.0.1:`port`, in its own process group; returns once
-    /healthz answers."""
+    """gunicorn serving `app` (Plum by default) on 127.0.0.1:`port`, in its own process group,
+    with bench/ importable; returns once `ready_path` answers."""
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     process = subprocess.Popen(
         [
             gunicorn,
-            "plum.wsgi",
+            app,
+            "--pythonpath",
+            str(Path(__file__).resolve().parent),
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -145,7 +149,7 @@ def start_gunicorn(
         start_new_session=True,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", process=process)
     except RuntimeError:
         stop(process)
         raise

@@ -1,5 +1,5 @@
-"""Real local stand-ins for the outside world: an SMTP server (aiosmtpd), and a real Celery
-worker process for end-to-end task flows."""
+"""Real local stand-ins for the outside world: an SMTP server (aiosmtpd), a local HTTP server
+for providers and webhooks, and a real Celery worker process for end-to-end task flows."""
 
 import socket
 import subprocess
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
@@ -17,6 +18,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class HttpStub:
+    """A real HTTP server on a free local port, serving `handler` (a BaseHTTPRequestHandler
+    subclass) from a daemon thread while the `with` block runs. `handler_attrs` become class
+    attributes of a subclass of it (the state the stub shares with the test)."""
+
+    path = "/v1"
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], **handler_attrs):
+        self.port = free_port()
+        bound = type("Handler", (handler,), handler_attrs)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), bound)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass

@@ -10,9 +10,9 @@ took and never learnt that it did."""
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from tests.stubs import free_port
+from tests.stubs import HttpStub
 
 
 class _State:
@@ -59,18 +59,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the worker that asked is dead
 
 
-class DedupProvider:
+class DedupProvider(HttpStub):
     def __init__(self):
         self.state = _State()
-        self.port = free_port()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        super().__init__(_Handler, state=self.state)
 
     @property
     def held(self) -> int:
@@ -92,11 +84,6 @@ class DedupProvider:
     def duplicates(self) -> int:
         return len(self.state.requests) - len(self.state.accepted)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
     def __exit__(self, *exc):
         self.release()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__exit__(*exc)

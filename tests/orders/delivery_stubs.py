@@ -7,9 +7,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from tests.stubs import free_port
+from tests.stubs import HttpStub
 
 
 @dataclass
@@ -67,18 +67,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, {"id": provider_id, "status": "accepted"})
 
 
-class ProviderServer:
+class ProviderServer(HttpStub):
     def __init__(self):
         self.recorder = ProviderRecorder()
-        self.port = free_port()
-        handler = type("Handler", (_Handler,), {"recorder": self.recorder})
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        super().__init__(_Handler, recorder=self.recorder)
 
     @property
     def requests(self) -> list[dict]:
@@ -87,14 +79,6 @@ class ProviderServer:
     def answer(self, *commands: str) -> None:
         with self.recorder.lock:
             self.recorder.script.extend(commands)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- fixtures and helpers the delivery tests share (imported by each test module) --------------
