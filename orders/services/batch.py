@@ -31,18 +31,23 @@ Lock order (docs/concurrency.md): members (upsert) -> campaigns, in id order (co
 the single path, so a batch and single issuances cannot deadlock.
 """
 
+import hashlib
+import json
+import os
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC
 from decimal import Decimal
-from uuid import uuid4
+from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from campaigns.codes import CodeGenerator
+from campaigns.codes import ALPHABET, CodeGenerator
 from campaigns.errors import (
     BudgetExhaustedError,
     CampaignExhaustedError,
@@ -55,13 +60,13 @@ from campaigns.services.vouchers import _expiry_for
 from orders.errors import BatchTooLargeError, RecipientInvalidError
 from orders.models import Order
 from orders.services.delivery import deliveries_queue
-from orders.services.issuance import RECIPIENT_FIELDS, booking_id_new
+from orders.services.issuance import BOOKING_PREFIX, RECIPIENT_FIELDS
 from plum import context
 from plum.actors import Actor, actor_fields
-from plum.bulk import Row, row_for, rows_insert
+from plum.bulk import columns_insert, ids_next, instance_for
 from plum.errors import InvalidInputError, PlumError
 from plum.models import AuditEvent, Member, OutboxMessage
-from plum.services.audit import event_content_hash, ip_text
+from plum.services.audit import ip_text
 from plum.services.events import EVENT_KIND
 from plum.services.outbox import outbox_schedule_sweeps
 from plum.services.programmes import MEMBER_FIELDS
@@ -81,7 +86,7 @@ class IssuanceRequest:
     reference: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     index: int
     campaign: Campaign
@@ -91,28 +96,14 @@ class _Item:
     reference: str
     member: Member | None = None
     voucher: Voucher | None = None
+    pooled: bool = False
     held: bool = False
 
 
-@dataclass
-class _Writes:
-    """What the batch inserts at the end, in bulk."""
-
-    audit: list[Row] = field(default_factory=list)
-    outbox: list[Row] = field(default_factory=list)
-
-
-# --- bulk writes ---------------------------------------------------------------------------
-
-
-def _insert(model, objs: list, *, returning_pk: bool) -> None:
-    """Insert `objs` in one statement (plum.bulk: psycopg2's execute_values on Postgres).
-    Django's bulk_create compiles a placeholder and prepares each of the tens of thousands of
-    values of a batch in Python, which cost more than the database's work."""
-    rows_insert(model, objs, returning_pk=returning_pk)
-
-
 # --- plain checks (no database) ------------------------------------------------------------
+
+_RECIPIENT_SET = frozenset(RECIPIENT_FIELDS)
+_MEMBER_FIELD = {name: Member._meta.get_field(name) for name in RECIPIENT_FIELDS}
 
 
 def recipient_check(recipient: dict) -> tuple[str, dict]:
@@ -131,12 +122,166 @@ def recipient_check(recipient: dict) -> tuple[str, dict]:
     return external_id, data
 
 
+def recipient_check_fast(recipient) -> tuple[str, dict] | None:
+    """`recipient_check`'s answer for a recipient it accepts, without building a Member: each
+    given value goes through its model field's own `clean` (what `clean_fields` runs: choices,
+    validators, max_length), blank values skipped as `clean_fields` skips them. None for
+    anything else (a value that is not a string, one a field refuses): `recipient_check` then
+    decides, and words the refusal."""
+    if type(recipient) is not dict:
+        return None
+    data = {}
+    for k, v in recipient.items():
+        if k in _RECIPIENT_SET:
+            if type(v) is not str:
+                return None
+            data[k] = v
+    external_id = data.pop("external_id", "").strip()
+    if not external_id:
+        return None
+    try:
+        _MEMBER_FIELD["external_id"].clean(external_id, None)
+        for name, v in data.items():
+            if v:
+                _MEMBER_FIELD[name].clean(v, None)
+    except ValidationError:
+        return None
+    return external_id, data
+
+
 def value_check(campaign: Campaign, value: Decimal | None) -> Decimal:
     """The item's face value: the campaign's, or one its reward is sold at."""
     value = campaign.value if value is None else value
     if value != campaign.value and not campaign.reward.accepts_value(value):
         raise InvalidInputError(fields={"value": ["The reward is not sold at this value."]})
     return value
+
+
+def booking_ids_new(n: int) -> list[str]:
+    """`booking_id_new` (orders.services.issuance) n times, from one draw of random bytes:
+    PLM-XXXX-XXXX, each character uniform over the code alphabet (rejection sampling)."""
+    size = len(ALPHABET)
+    limit = 256 - 256 % size
+    chars: list[str] = []
+    need = 8 * n
+    while len(chars) < need:
+        chars.extend(ALPHABET[b % size] for b in secrets.token_bytes(need + 64) if b < limit)
+    out = []
+    for i in range(n):
+        body = "".join(chars[8 * i : 8 * i + 8])
+        out.append(f"{BOOKING_PREFIX}-{body[:4]}-{body[4:]}")
+    return out
+
+
+def _uuids(n: int) -> list[UUID]:
+    """n version-4 UUIDs (what uuid4() gives) from one read of the OS's random bytes."""
+    raw = os.urandom(16 * n)
+    return [UUID(bytes=raw[16 * i : 16 * i + 16], version=4) for i in range(n)]
+
+
+# --- writes collected for the end of the transaction ---------------------------------------
+
+_SEP = (",", ":")
+
+
+class _Audit:
+    """The audit events of the batch, as columns for one INSERT: the rows `audit_log` writes,
+    with the hash `event_content_hash` gives (canonical JSON, sorted keys, SHA-256), built
+    without a model instance or a row object per event. The events of one batch share the
+    transaction's time, actor and request."""
+
+    def __init__(self, actor: Actor, now):
+        request = context.current()
+        actor_cols = {
+            "actor_type": None,
+            "actor_user_id": None,
+            "actor_client_id": None,
+            "actor_label": None,
+        } | actor_fields(actor)
+        self.now = now
+        self.fixed = {
+            **actor_cols,
+            "request_id": request.request_id,
+            "ip": ip_text(request.ip) if request.ip else None,
+        }
+        common = {
+            **self.fixed,
+            "occurred_at": now.astimezone(UTC).isoformat(timespec="microseconds"),
+        }
+        dumps = json.dumps
+        # The canonical JSON's keys, sorted: the fixed ones are encoded once.
+        self._parts = {k: dumps(v) for k, v in common.items()}
+        self.columns: dict[str, list] = {
+            k: [] for k in ("action", "object_type", "object_id", "programme_id", "changes", "hash")
+        }
+        self.columns["member_id"] = []
+
+    def add(self, action, object_type, object_id, programme_id, member_id, changes) -> None:
+        dumps = json.dumps
+        changes_json = dumps(changes, sort_keys=True, separators=_SEP)
+        p = self._parts
+        # json.dumps(content, sort_keys=True, separators=(",", ":")) of the hashed fields
+        # (plum.services.audit._HASHED_FIELDS, member_id when set), key by key in sorted order.
+        canonical = (
+            '{"action":' + dumps(action)
+            + ',"actor_client_id":' + p["actor_client_id"]
+            + ',"actor_label":' + p["actor_label"]
+            + ',"actor_type":' + p["actor_type"]
+            + ',"actor_user_id":' + p["actor_user_id"]
+            + ',"changes":' + changes_json
+            + ',"ip":' + p["ip"]
+            + ("" if member_id is None else ',"member_id":' + dumps(member_id))
+            + ',"object_id":' + dumps(object_id)
+            + ',"object_type":' + dumps(object_type)
+            + ',"occurred_at":' + p["occurred_at"]
+            + ',"programme_id":' + dumps(programme_id)
+            + ',"request_id":' + p["request_id"]
+            + "}"
+        )  # fmt: skip
+        c = self.columns
+        c["action"].append(action)
+        c["object_type"].append(object_type)
+        c["object_id"].append(object_id)
+        c["programme_id"].append(programme_id)
+        c["changes"].append(changes_json)
+        c["member_id"].append(member_id)
+        c["hash"].append(hashlib.sha256(canonical.encode()).hexdigest())
+
+    def insert(self) -> None:
+        n = len(self.columns["hash"])
+        if not n:
+            return
+        columns = {
+            **self.columns,
+            **{k: [v] * n for k, v in self.fixed.items()},
+            "occurred_at": [self.now] * n,
+        }
+        columns_insert(AuditEvent, columns, json_dumped=True)
+
+
+@dataclass
+class _Outbox:
+    """Order events for the outbox, as columns for one INSERT (what `event_emit` writes)."""
+
+    programme_id: list = field(default_factory=list)
+    payload: list = field(default_factory=list)
+
+    def insert(self, now) -> int:
+        n = len(self.payload)
+        if n:
+            columns_insert(
+                OutboxMessage,
+                {
+                    "id": _uuids(n),
+                    "kind": [EVENT_KIND] * n,
+                    "programme_id": self.programme_id,
+                    "payload": self.payload,
+                    "next_attempt_at": [now] * n,
+                    "max_attempts": [settings.OUTBOX_MAX_ATTEMPTS] * n,
+                },
+                json_dumped=True,
+            )
+        return n
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -159,89 +304,89 @@ def order_issue_batch(
     results: list[Order | PlumError | None] = [None] * len(requests)
     items: list[_Item] = []
     for index, request in enumerate(requests):
+        campaign = request.campaign
         try:
-            external_id, data = recipient_check(request.recipient)
-            value = value_check(request.campaign, request.value)
+            checked = recipient_check_fast(request.recipient) or recipient_check(request.recipient)
+            value = (
+                campaign.value if request.value is None else value_check(campaign, request.value)
+            )
         except PlumError as exc:
             results[index] = exc
             continue
-        items.append(
-            _Item(
-                index=index,
-                campaign=request.campaign,
-                external_id=external_id,
-                data=data,
-                value=value,
-                reference=request.reference or "",
-            )
+        items.append(_Item(index, campaign, checked[0], checked[1], value, request.reference or ""))
+    if not items:
+        return results
+    # Drawn before the transaction: booking ids, and codes for the campaigns that generate.
+    booking_ids = booking_ids_new(len(items))
+    generating: dict[int, int] = defaultdict(int)
+    for item in items:
+        if item.campaign.code_source != Campaign.CodeSource.POOL:
+            generating[item.campaign.pk] += 1
+    with transaction.atomic(durable=True):
+        now = timezone.now()
+        audit = _Audit(actor, now)
+        _members_upsert(items, audit=audit, now=now)
+        order_ids, voucher_ids = ids_next((Order, len(items)), (Voucher, sum(generating.values())))
+        accepted = _claim(items, results, is_test=is_test, audit=audit, voucher_ids=voucher_ids)
+        orders = _orders_insert(
+            accepted, order_ids, booking_ids, source=source, is_test=is_test, now=now
         )
-    if items:
-        with transaction.atomic(durable=True):
-            writes = _Writes()
-            now = timezone.now()
-            _members_upsert(items, actor=actor, writes=writes, now=now)
-            accepted = _claim(items, results, is_test=is_test, actor=actor, writes=writes)
-            orders = _orders_insert(accepted, source=source, is_test=is_test, now=now)
-            for item, order in zip(accepted, orders, strict=True):
-                results[item.index] = order
-            _order_writes(accepted, orders, actor=actor, writes=writes)
-            _insert(AuditEvent, writes.audit, returning_pk=False)
-            _insert(OutboxMessage, writes.outbox, returning_pk=False)
-            # Each completed order's voucher goes to its member (orders.services.delivery).
-            completed = [o for o in orders if o.status == Order.Status.COMPLETED]
-            if completed:
-                # Fresh rows: queued as they are, and each order's delivery_status set on it
-                # (failed: no address), so the rendered results show what the queueing decided.
-                deliveries_queue(orders=completed, actor=actor, fresh=True)
-            if writes.outbox:
-                transaction.on_commit(lambda: outbox_schedule_sweeps(len(writes.outbox)))
+        outbox = _Outbox()
+        for item, order in zip(accepted, orders, strict=True):
+            results[item.index] = order
+            _order_writes(item, order, audit=audit, outbox=outbox, now=now)
+        audit.insert()
+        events = outbox.insert(now)
+        # Each completed order's voucher goes to its member (orders.services.delivery).
+        completed = [o for o in orders if o.status == Order.Status.COMPLETED]
+        if completed:
+            # Fresh rows: queued as they are, and each order's delivery_status set on it
+            # (failed: no address), so the rendered results show what the queueing decided.
+            deliveries_queue(orders=completed, actor=actor, fresh=True)
+        if events:
+            transaction.on_commit(lambda: outbox_schedule_sweeps(events))
     return results
 
 
 # --- members -------------------------------------------------------------------------------
 
+_MEMBER_NAMES = [f.attname for f in Member._meta.concrete_fields]
 
-def _members_upsert(items: list[_Item], *, actor: Actor, writes: _Writes, now) -> None:
+
+def _member(values: dict) -> Member:
+    return instance_for(Member, values)
+
+
+def _members_upsert(items: list[_Item], *, audit: _Audit, now) -> None:
     """Create the members the batch names that do not exist and update the contact details
     given, in a constant number of statements per programme: read the existing, insert the
-    missing (ON CONFLICT DO NOTHING RETURNING: a concurrent upsert may win, and its row is then
-    read and updated like an existing one), and one bulk UPDATE per set of changed fields.
-    Several items for one member merge their details in batch order (the later wins), as that
-    many single upserts would."""
+    missing (ON CONFLICT DO NOTHING: a concurrent upsert may win, and its row is then read and
+    updated like an existing one), and one bulk UPDATE per set of changed fields. Several items
+    for one member merge their details in batch order (the later wins), as that many single
+    upserts would."""
     by_programme: dict[int, dict[str, dict]] = defaultdict(dict)
     for item in items:
         merged = by_programme[item.campaign.programme_id].setdefault(item.external_id, {})
         merged.update(item.data)
     members: dict[tuple[int, str], Member] = {}
     for programme_id, wanted in sorted(by_programme.items()):
-        existing = {
-            m.external_id: m
-            for m in Member.objects.filter(programme_id=programme_id, external_id__in=list(wanted))
-        }
+        existing = _members_read(programme_id, list(wanted))
         missing = sorted(eid for eid in wanted if eid not in existing)
         if missing:
             created = _members_insert(programme_id, missing, wanted, now)
-            for member in created.values():
-                data = wanted[member.external_id]
-                writes.audit.append(
-                    _audit(
-                        actor,
-                        "member.create",
-                        member,
-                        {
-                            "external_id": [None, member.external_id],
-                            **{f: [None, v] for f, v in data.items()},
-                        },
-                    )
+            for eid in missing:
+                member = created.get(eid)
+                if member is None:
+                    continue
+                data = wanted[eid]
+                changes = {"external_id": [None, eid], **{f: [None, v] for f, v in data.items()}}
+                audit.add(
+                    "member.create", "plum.member", str(member.pk), programme_id, member.pk, changes
                 )
-                members[(programme_id, member.external_id)] = member
+                members[(programme_id, eid)] = member
             raced = [eid for eid in missing if eid not in created]
             if raced:
-                existing.update(
-                    Member.objects.filter(programme_id=programme_id, external_id__in=raced).in_bulk(
-                        field_name="external_id"
-                    )
-                )
+                existing.update(_members_read(programme_id, raced))
         changed: dict[tuple[str, ...], list[Member]] = defaultdict(list)
         for eid, member in existing.items():
             changes = {
@@ -254,7 +399,9 @@ def _members_upsert(items: list[_Item], *, actor: Actor, writes: _Writes, now) -
                     setattr(member, f, v)
                 member.updated_at = now
                 changed[tuple(sorted(changes))].append(member)
-                writes.audit.append(_audit(actor, "member.update", member, changes))
+                audit.add(
+                    "member.update", "plum.member", str(member.pk), programme_id, member.pk, changes
+                )
             members[(programme_id, eid)] = member
         if changed:
             # Lock every member to be updated in id order first: the per-field-set UPDATEs
@@ -273,41 +420,38 @@ def _members_upsert(items: list[_Item], *, actor: Actor, writes: _Writes, now) -
         item.member = members[(item.campaign.programme_id, item.external_id)]
 
 
-_MEMBER_COLUMNS = ["programme_id", "external_id", *MEMBER_FIELDS, "created_at", "updated_at"]
+def _members_read(programme_id: int, external_ids: list[str]) -> dict[str, Member]:
+    rows = Member.objects.filter(programme_id=programme_id, external_id__in=external_ids)
+    return {
+        values["external_id"]: _member(values)
+        for values in (
+            dict(zip(_MEMBER_NAMES, row, strict=True)) for row in rows.values_list(*_MEMBER_NAMES)
+        )
+    }
 
 
 def _members_insert(programme_id: int, external_ids: list[str], wanted: dict, now) -> dict:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the members this statement created, by
-    external id (one that a concurrent upsert created first is not among them)."""
-    rows = []
-    for eid in external_ids:
-        data = wanted[eid]
-        rows.append([programme_id, eid, *(data.get(f, "") for f in MEMBER_FIELDS), now, now])
-    table = Member._meta.db_table
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_MEMBER_COLUMNS)) + ")"] * len(rows))
-    sql = (
-        f"INSERT INTO {table} ({', '.join(_MEMBER_COLUMNS)}) VALUES {placeholders} "  # noqa: S608
-        "ON CONFLICT (programme_id, external_id) DO NOTHING RETURNING id, external_id"
+    """INSERT ... ON CONFLICT DO NOTHING, with ids drawn ahead: the members this statement
+    created, by external id (one that a concurrent upsert created first is not among them)."""
+    (ids,) = ids_next((Member, len(external_ids)))
+    n = len(external_ids)
+    columns = {
+        "id": ids,
+        "programme_id": [programme_id] * n,
+        "external_id": external_ids,
+        **{f: [wanted[eid].get(f, "") for eid in external_ids] for f in MEMBER_FIELDS},
+        "user_id": [None] * n,
+        "created_at": [now] * n,
+        "updated_at": [now] * n,
+    }
+    returned = columns_insert(
+        Member, columns, returning=("id",), conflict=("programme", "external_id")
     )
-    field = Member._meta.get_field("created_at")
-    params = []
-    for row in rows:
-        params.extend(row[:-2])
-        params.extend([field.get_db_prep_value(now, connection)] * 2)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
+    inserted = {row[0] for row in returned}
     created = {}
-    for pk, eid in returned:
-        data = wanted[eid]
-        created[eid] = Member(
-            pk=pk,
-            programme_id=programme_id,
-            external_id=eid,
-            created_at=now,
-            updated_at=now,
-            **{f: data.get(f, "") for f in MEMBER_FIELDS},
-        )
+    for i, pk in enumerate(ids):
+        if pk in inserted:
+            created[external_ids[i]] = _member({name: columns[name][i] for name in _MEMBER_NAMES})
     return created
 
 
@@ -315,11 +459,11 @@ def _members_insert(programme_id: int, external_ids: list[str], wanted: dict, no
 
 
 def _claim(
-    items: list[_Item], results: list, *, is_test: bool, actor: Actor, writes: _Writes
+    items: list[_Item], results: list, *, is_test: bool, audit: _Audit, voucher_ids: list[int]
 ) -> list[_Item]:
     """Decide every item, campaign by campaign in id order: returns the accepted items (held
     or with their voucher), in batch order; the refused get their error in `results`."""
-    now = timezone.now()
+    now = audit.now
     by_campaign: dict[int, list[_Item]] = defaultdict(list)
     campaigns: dict[int, Campaign] = {}
     for item in items:
@@ -342,6 +486,14 @@ def _claim(
                 member_id__in={i.member.pk for pk in capped for i in by_campaign[pk]},
             ).values_list("campaign_id", "member_id", "issued")
         }
+    # Generated codes, drawn before any campaign row is locked (one draw per campaign).
+    draws: dict[int, list[str]] = {}
+    for pk, mine in by_campaign.items():
+        campaign = campaigns[pk]
+        if campaign.code_source != Campaign.CodeSource.POOL:
+            generator = CodeGenerator(prefix=campaign.code_prefix, length=campaign.code_length)
+            draws[pk] = generator.generate(len(mine))
+    ids = iter(voucher_ids)
     accepted: list[_Item] = []
     for pk in sorted(by_campaign):
         campaign, mine = campaigns[pk], by_campaign[pk]
@@ -354,20 +506,25 @@ def _claim(
             accepted.extend(mine)
             continue
         granted = mine if is_test else _claim_counters(campaign, mine, results, issued_to, now)
-        accepted.extend(_claim_codes(campaign, granted, results, is_test=is_test, now=now))
+        accepted.extend(
+            _claim_codes(
+                campaign, granted, results, is_test=is_test, now=now, codes=draws.get(pk), ids=ids
+            )
+        )
     accepted.sort(key=lambda i: i.index)
     for item in accepted:
-        if item.voucher is not None:
-            writes.audit.append(
-                _audit(
-                    actor,
-                    "voucher.issue",
-                    item.voucher,
-                    {
-                        "status": [S.AVAILABLE if item.voucher.pooled else None, S.ACTIVE],
-                        "member": [None, item.member.pk],
-                    },
-                )
+        voucher = item.voucher
+        if voucher is not None:
+            audit.add(
+                "voucher.issue",
+                "campaigns.voucher",
+                str(voucher.pk),
+                voucher.programme_id,
+                voucher.member_id,
+                {
+                    "status": [S.AVAILABLE if item.pooled else None, S.ACTIVE],
+                    "member": [None, item.member.pk],
+                },
             )
     return accepted
 
@@ -525,13 +682,33 @@ def _release(campaign: Campaign, items: list[_Item], *, member_counted: bool) ->
         )
 
 
+_VOUCHER_NAMES = [f.attname for f in Voucher._meta.concrete_fields]
+_STAMPS = ("created_at", "updated_at")
+
+
+def _stamps_copy(part: dict, columns: dict, rows: list[int]) -> None:
+    """The auto_now stamps `columns_insert` gave the rows of `part` (rows `rows` of
+    `columns`), copied into `columns`."""
+    for name in _STAMPS:
+        target = columns[name]
+        for i, stamp in zip(rows, part[name], strict=True):
+            target[i] = stamp
+
+
 def _claim_codes(
-    campaign: Campaign, items: list[_Item], results: list, *, is_test: bool, now
+    campaign: Campaign,
+    items: list[_Item],
+    results: list,
+    *,
+    is_test: bool,
+    now,
+    codes: list[str] | None,
+    ids,
 ) -> list[_Item]:
     """A voucher for each item: pooled codes first (one SELECT ... FOR UPDATE SKIP LOCKED
     LIMIT n per face value, the oldest first, as the single path), then codes generated in
-    bulk; a pool-only campaign refuses what its pool cannot cover (pool_exhausted) and gives
-    those items' counts back."""
+    bulk (`codes`, drawn before, and ids from `ids`); a pool-only campaign refuses what its
+    pool cannot cover (pool_exhausted) and gives those items' counts back."""
     if not items:
         return []
     expires_at = _expiry_for(campaign, now)
@@ -544,18 +721,20 @@ def _claim_codes(
         pooled = list(
             Voucher.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(campaign=campaign, status=S.AVAILABLE, is_test=is_test, face_value=value)
-            .order_by("id")[: len(group)]
+            .order_by("id")
+            .values_list(*_VOUCHER_NAMES)[: len(group)]
         )
-        for item, voucher in zip(group, pooled, strict=False):
+        for item, row in zip(group, pooled, strict=False):
+            voucher = instance_for(Voucher, dict(zip(_VOUCHER_NAMES, row, strict=True)))
             expiries = [e for e in (voucher.expires_at, expires_at) if e is not None]
             voucher.status = S.ACTIVE
-            voucher.member = item.member
+            voucher.member_id = item.member.pk
             voucher.issued_at = now
             voucher.expires_at = min(expiries) if expiries else None
             voucher.balance = voucher.face_value
             voucher.updated_at = now
-            voucher.pooled = True
             item.voucher = voucher
+            item.pooled = True
             claimed.append(voucher)
         uncovered.extend(group[len(pooled) :])
     _pooled_update(claimed, now)
@@ -566,13 +745,21 @@ def _claim_codes(
         uncovered_ids = {i.index for i in uncovered}
         return [i for i in items if i.index not in uncovered_ids]
     if uncovered:
-        _vouchers_generate(campaign, uncovered, is_test=is_test, expires_at=expires_at, now=now)
+        _vouchers_generate(
+            campaign,
+            uncovered,
+            is_test=is_test,
+            expires_at=expires_at,
+            now=now,
+            codes=codes[: len(uncovered)],
+            ids=[next(ids) for _ in uncovered],
+        )
     return items
 
 
 def _pooled_update(vouchers: list[Voucher], now) -> None:
-    """The claimed pool codes become the members' active vouchers: one UPDATE ... FROM VALUES
-    (bulk_update elsewhere)."""
+    """The claimed pool codes become the members' active vouchers: one UPDATE ... FROM
+    unnest(arrays) (bulk_update elsewhere)."""
     if not vouchers:
         return
     if connection.vendor != "postgresql":
@@ -582,177 +769,191 @@ def _pooled_update(vouchers: list[Voucher], now) -> None:
             batch_size=1000,
         )
         return
-    from psycopg2.extras import execute_values
-
     table = Voucher._meta.db_table
     sql = (
         f"UPDATE {table} AS v SET status = 'active', member_id = x.member_id, "  # noqa: S608
-        "issued_at = x.now, expires_at = x.expires_at, balance = v.face_value, updated_at = x.now "
-        "FROM (VALUES %s) AS x(id, member_id, expires_at, now) "
+        "issued_at = %s, expires_at = x.expires_at, balance = v.face_value, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) "
+        "AS x(id, member_id, expires_at) "
         "WHERE v.id = x.id AND v.status = 'available'"
     )
-    rows = [(v.pk, v.member_id, v.expires_at, now) for v in vouchers]
+    params = [
+        now,
+        now,
+        [v.pk for v in vouchers],
+        [v.member_id for v in vouchers],
+        [v.expires_at for v in vouchers],
+    ]
     with connection.cursor() as cursor:
-        execute_values(
-            cursor.cursor,
-            sql,
-            rows,
-            template="(%s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz)",
-            page_size=len(rows),
-        )
-        if cursor.cursor.rowcount != len(rows):  # cannot happen: the rows are locked
+        cursor.execute(sql, params)
+        if cursor.rowcount != len(vouchers):  # cannot happen: the rows are locked
             raise RuntimeError("A claimed pool code left the pool under its lock")
 
 
-def _vouchers_generate(campaign: Campaign, items: list[_Item], *, is_test, expires_at, now) -> None:
+def _vouchers_generate(
+    campaign: Campaign, items: list[_Item], *, is_test, expires_at, now, codes, ids
+) -> None:
+    """Insert the items' vouchers with the codes drawn, ON CONFLICT (code) DO NOTHING: a code
+    taken already (60+ random bits: rare) is drawn again for its row alone, no savepoint."""
     generator = CodeGenerator(prefix=campaign.code_prefix, length=campaign.code_length)
+    n = len(items)
+    values = [item.value for item in items]
+    columns = {
+        "id": ids,
+        "code": list(codes),
+        "campaign_id": [campaign.pk] * n,
+        "programme_id": [campaign.programme_id] * n,
+        "face_value": values,
+        "balance": values,
+        "currency": [campaign.currency] * n,
+        "status": [S.ACTIVE] * n,
+        "status_before": [""] * n,
+        "expires_at": [expires_at] * n,
+        "is_test": [is_test] * n,
+        "member_id": [item.member.pk for item in items],
+        "issued_at": [now] * n,
+    }
+    pending = list(range(n))
+    columns["created_at"] = [None] * n
+    columns["updated_at"] = [None] * n
     for _ in range(ATTEMPTS):
-        vouchers = [
-            Voucher(
-                code=code,
-                campaign=campaign,
-                programme_id=campaign.programme_id,
-                face_value=item.value,
-                balance=item.value,
-                currency=campaign.currency,
-                is_test=is_test,
-                status=S.ACTIVE,
-                member=item.member,
-                issued_at=now,
-                expires_at=expires_at,
-            )
-            for item, code in zip(items, generator.generate(len(items)), strict=True)
-        ]
-        try:
-            with transaction.atomic():
-                _insert(Voucher, vouchers, returning_pk=True)
-        except IntegrityError:
-            continue  # a collision of 60+ random bits: draw the whole set again
-        for item, voucher in zip(items, vouchers, strict=True):
-            voucher.pooled = False
-            item.voucher = voucher
-        return
-    raise RuntimeError(f"Could not draw unique voucher codes in {ATTEMPTS} attempts")
+        part = {k: [v[i] for i in pending] for k, v in columns.items() if k not in _STAMPS}
+        returned = columns_insert(Voucher, part, returning=("id",), conflict=("code",))
+        _stamps_copy(part, columns, pending)
+        inserted = {row[0] for row in returned}
+        pending = [i for i in pending if columns["id"][i] not in inserted]
+        if not pending:
+            break
+        # a collision of 60+ random bits (or a code drawn twice): draw those rows again
+        for i, code in zip(pending, generator.generate(len(pending)), strict=True):
+            columns["code"][i] = code
+    else:
+        raise RuntimeError(f"Could not draw unique voucher codes in {ATTEMPTS} attempts")
+    for i, item in enumerate(items):
+        item.voucher = instance_for(
+            Voucher,
+            {name: columns[name][i] for name in _VOUCHER_NAMES},
+            {"campaign": campaign, "member": item.member},
+        )
+        item.pooled = False
 
 
 # --- orders, audit, outbox -----------------------------------------------------------------
 
+_ORDER_NAMES = [f.attname for f in Order._meta.concrete_fields]
 
-def _orders_insert(items: list[_Item], *, source: str, is_test: bool, now) -> list[Order]:
-    """Bulk insert with fresh booking ids; a collision (the unique constraint) draws the whole
-    set again."""
+
+def _orders_insert(
+    items: list[_Item], ids: list[int], booking_ids: list[str], *, source: str, is_test: bool, now
+) -> list[Order]:
+    """Insert with the ids and booking ids drawn ahead, ON CONFLICT (booking_id) DO NOTHING: a
+    booking id taken already (or drawn twice) is drawn again for its row alone."""
     if not items:
         return []
+    n = len(items)
+    held = [item.held for item in items]
+    columns = {
+        "id": ids[:n],
+        "booking_id": booking_ids[:n],
+        "programme_id": [item.campaign.programme_id for item in items],
+        "campaign_id": [item.campaign.pk for item in items],
+        "member_id": [item.member.pk for item in items],
+        "value": [item.value for item in items],
+        "currency": [item.campaign.currency for item in items],
+        "source": [source] * n,
+        "status": [Order.Status.PENDING if h else Order.Status.COMPLETED for h in held],
+        "approval_state": [
+            Order.ApprovalState.PENDING if h else Order.ApprovalState.NOT_REQUIRED for h in held
+        ],
+        "voucher_id": [None if item.voucher is None else item.voucher.pk for item in items],
+        "delivery_status": [Order.DeliveryStatus.PENDING] * n,
+        "is_test": [is_test] * n,
+        "points": [None] * n,
+        "points_transaction_id": [None] * n,
+        "reference": [item.reference for item in items],
+        "approved_at": [None] * n,
+        "completed_at": [None if h else now for h in held],
+        "cancelled_at": [None] * n,
+    }
+    pending = list(range(n))
+    columns["created_at"] = [None] * n
+    columns["updated_at"] = [None] * n
     for _ in range(ATTEMPTS):
-        orders = [
-            Order(
-                booking_id=booking_id_new(),
-                programme=item.campaign.programme,
-                campaign=item.campaign,
-                member=item.member,
-                value=item.value,
-                currency=item.campaign.currency,
-                source=source,
-                reference=item.reference,
-                is_test=is_test,
-                voucher=item.voucher,
-                status=Order.Status.PENDING if item.held else Order.Status.COMPLETED,
-                approval_state=(
-                    Order.ApprovalState.PENDING if item.held else Order.ApprovalState.NOT_REQUIRED
-                ),
-                completed_at=None if item.held else now,
-            )
-            for item in items
-        ]
-        if len({o.booking_id for o in orders}) != len(orders):
-            continue
-        try:
-            with transaction.atomic():
-                _insert(Order, orders, returning_pk=True)
-        except IntegrityError:
-            continue
-        return orders
-    raise RuntimeError(f"Could not draw unique booking ids in {ATTEMPTS} attempts")
-
-
-def _order_writes(items: list[_Item], orders: list[Order], *, actor: Actor, writes: _Writes):
-    for item, order in zip(items, orders, strict=True):
-        writes.audit.append(
-            _audit(
-                actor,
-                "order.create",
-                order,
+        part = {k: [v[i] for i in pending] for k, v in columns.items() if k not in _STAMPS}
+        returned = columns_insert(Order, part, returning=("id",), conflict=("booking_id",))
+        _stamps_copy(part, columns, pending)
+        inserted = {row[0] for row in returned}
+        pending = [i for i in pending if columns["id"][i] not in inserted]
+        if not pending:
+            break
+        for i, booking_id in zip(pending, booking_ids_new(len(pending)), strict=True):
+            columns["booking_id"][i] = booking_id
+    else:
+        raise RuntimeError(f"Could not draw unique booking ids in {ATTEMPTS} attempts")
+    orders = []
+    for i, item in enumerate(items):
+        campaign = item.campaign
+        orders.append(
+            instance_for(
+                Order,
+                {name: columns[name][i] for name in _ORDER_NAMES},
                 {
-                    "booking_id": [None, order.booking_id],
-                    "status": [None, order.status],
-                    "approval_state": [None, order.approval_state],
-                    "campaign": [None, order.campaign_id],
-                    "member": [None, order.member_id],
-                    "value": [None, str(order.value)],
-                    "source": [None, order.source],
-                    "voucher": [None, order.voucher_id],
-                    "is_test": [None, order.is_test],
+                    "programme": campaign.programme,
+                    "campaign": campaign,
+                    "member": item.member,
+                    "voucher": item.voucher,
                 },
             )
         )
-        writes.outbox.append(_event("order.created", order, item))
-        if order.status == Order.Status.COMPLETED:
-            writes.outbox.append(
-                _event("order.completed", order, item, voucher_id=order.voucher_id)
-            )
-        else:
-            writes.outbox.append(_event("order.pending_approval", order, item))
+    return orders
 
 
-def _event(event_type: str, order: Order, item: _Item, **data) -> Row:
-    """The outbox row `event_emit` writes for an order event (orders.services.issuance), built
-    for a bulk insert (a plum.bulk Row: no model instance per row)."""
-    now = timezone.now()
-    return row_for(
-        OutboxMessage,
-        id=uuid4(),
-        kind=EVENT_KIND,
-        programme_id=order.programme_id,
-        payload={
-            "type": event_type,
-            "occurred_at": now.isoformat(),
-            "data": {
-                "booking_id": order.booking_id,
-                "order_id": order.pk,
-                "campaign_id": order.campaign_id,
-                "member_external_id": item.external_id,
-                "value": str(order.value),
-                "currency": order.currency,
-                "source": order.source,
-                "status": order.status,
-                "approval_state": order.approval_state,
-                "is_test": order.is_test,
-                "reference": order.reference,
-                **data,
-            },
+def _order_writes(item: _Item, order: Order, *, audit: _Audit, outbox: _Outbox, now) -> None:
+    """The order's audit event (as `audit_log` writes it) and its events (as `event_emit`
+    writes them: order.created, then order.completed or order.pending_approval)."""
+    status = order.status
+    value = str(order.value)
+    audit.add(
+        "order.create",
+        "orders.order",
+        str(order.pk),
+        order.programme_id,
+        order.member_id,
+        {
+            "booking_id": [None, order.booking_id],
+            "status": [None, status],
+            "approval_state": [None, order.approval_state],
+            "campaign": [None, order.campaign_id],
+            "member": [None, order.member_id],
+            "value": [None, value],
+            "source": [None, order.source],
+            "voucher": [None, order.voucher_id],
+            "is_test": [None, order.is_test],
         },
-        next_attempt_at=now,
-        max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
     )
-
-
-def _audit(actor: Actor, action: str, obj, changes: dict) -> Row:
-    """The row `audit_log` writes, built for a bulk insert in the same transaction (a plum.bulk
-    Row: no model instance per row)."""
-    request = context.current()
-    event = row_for(
-        AuditEvent,
-        occurred_at=timezone.now(),
-        action=action,
-        object_type=obj._meta.label_lower,
-        object_id=str(obj.pk),
-        programme_id=getattr(obj, "programme_id", None),
-        changes=changes,  # JSON values already: ids, strings, booleans, None
-        request_id=request.request_id,
-        ip=ip_text(request.ip) if request.ip else None,
-        # The member the event concerns, as audit_log names it: what a member's audit log lists.
-        member_id=obj.pk if isinstance(obj, Member) else getattr(obj, "member_id", None),
-        **actor_fields(actor),
+    occurred_at = now.isoformat()
+    data = {
+        "booking_id": order.booking_id,
+        "order_id": order.pk,
+        "campaign_id": order.campaign_id,
+        "member_external_id": item.external_id,
+        "value": value,
+        "currency": order.currency,
+        "source": order.source,
+        "status": status,
+        "approval_state": order.approval_state,
+        "is_test": order.is_test,
+        "reference": order.reference,
+    }
+    dumps = json.dumps
+    outbox.programme_id.append(order.programme_id)
+    outbox.payload.append(
+        dumps({"type": "order.created", "occurred_at": occurred_at, "data": data})
     )
-    event.hash = event_content_hash(event)
-    return event
+    outbox.programme_id.append(order.programme_id)
+    if status == Order.Status.COMPLETED:
+        data["voucher_id"] = order.voucher_id
+        event = {"type": "order.completed", "occurred_at": occurred_at, "data": data}
+    else:
+        event = {"type": "order.pending_approval", "occurred_at": occurred_at, "data": data}
+    outbox.payload.append(dumps(event))
