@@ -18,6 +18,7 @@ logged like any other.
 import json
 from datetime import timedelta
 from functools import cache
+from itertools import repeat
 
 from django.db import connection
 from django.db.models import NOT_PROVIDED
@@ -106,12 +107,33 @@ def _columns_meta(model) -> dict:
     return meta
 
 
+class Same(list):
+    """A column of n copies of one value, for `columns_insert`: a list like any other to the
+    caller, sent to the database as one parameter rather than an array of n."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value, n: int):
+        super().__init__(repeat(value, n))
+        self.value = value
+
+
+class Stamps(list):
+    """`start` plus the row's index in microseconds, for n rows: a list like any other to the
+    caller, computed by the database from `start` (one parameter, not n timestamps)."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start, n: int):
+        micro = timedelta(microseconds=1)
+        super().__init__(start + micro * i for i in range(n))
+        self.start = start
+
+
 def auto_stamps(n: int, now=None) -> list:
     """`now` plus the row's index in microseconds, for n rows: the created_at / updated_at
     `rows_insert` gives auto_now fields (ordering by them keeps the order rows were given in)."""
-    now = now or timezone.now()
-    micro = timedelta(microseconds=1)
-    return [now + micro * i for i in range(n)]
+    return Stamps(now or timezone.now(), n)
 
 
 def columns_insert(
@@ -149,33 +171,53 @@ def columns_insert(
             make = dynamic[name]
             columns[name] = [make() for _ in range(n)]
         else:
-            columns[name] = [static[name]] * n
+            columns[name] = Same(static[name], n)
     if connection.vendor != "postgresql":
         return _columns_insert_elsewhere(
             model, columns, n, returning=returning, conflict=conflict, json_dumped=json_dumped
         )
     meta = _columns_meta(model)
     names = list(columns)
-    arrays, casts, selects = [], [], []
-    for i, name in enumerate(names):
-        column, array_type, is_json = meta[name]
+    scalars, arrays, casts, selects = [], [], [], []
+    aliases: dict[int, str] = {}  # one array for columns given the same list (created/updated)
+    for name in names:
+        _, array_type, is_json = meta[name]
         values = columns[name]
         if len(values) != n:
             raise ValueError(f"Column {name} has {len(values)} values, not {n}")
-        if is_json:
-            if not json_dumped:
+        kind = type(values)
+        if kind is Same:
+            value = values.value
+            if is_json and not json_dumped and value is not None:
+                value = json.dumps(value)
+            scalars.append(value)
+            selects.append(f"%s::{array_type}" + ("::jsonb" if is_json else ""))
+            continue
+        if kind is Stamps and array_type == "timestamp with time zone":
+            # the row's position (WITH ORDINALITY, from 1) in microseconds after the start:
+            # exactly the list's values (timestamptz keeps microseconds)
+            scalars.append(values.start)
+            selects.append("(%s::timestamptz + (u.ord - 1) * interval '1 microsecond')")
+            continue
+        alias = aliases.get(id(values))
+        if alias is None:
+            alias = aliases[id(values)] = f"c{len(arrays)}"
+            if is_json and not json_dumped:
                 values = [None if v is None else json.dumps(v) for v in values]
-            selects.append(f"c{i}::jsonb")
-        else:
-            selects.append(f"c{i}")
-        arrays.append(values)
-        casts.append(f"%s::{array_type}[]")
+            arrays.append(_array_literal(values, array_type))
+            casts.append(f"%s::{array_type}[]")
+        selects.append(f"u.{alias}::jsonb" if is_json else f"u.{alias}")
     quote = connection.ops.quote_name
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+    if arrays:
+        labels = ", ".join([*(f"c{i}" for i in range(len(arrays))), "ord"])
+        source = f"unnest({', '.join(casts)}) WITH ORDINALITY AS u({labels})"
+    else:
+        source = "generate_series(1, %s) AS u(ord)"
+        arrays = [n]
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 - the model's own names
         f"({', '.join(meta[name][0] for name in names)}) "
-        f"SELECT {', '.join(selects)} FROM unnest({', '.join(casts)}) AS u({aliases})"
+        f"SELECT {', '.join(selects)} FROM {source}"
     )
     if conflict:
         keys = [model._meta.get_field(name) for name in conflict]
@@ -183,8 +225,37 @@ def columns_insert(
     if returning:
         sql += f" RETURNING {', '.join(meta[name][0] for name in returning)}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
+        cursor.execute(sql, [*scalars, *arrays])
         return cursor.fetchall() if returning else None
+
+
+def _quoted(value) -> str:
+    """An element of a Postgres array literal, double-quoted (so NULL, blanks, commas and
+    braces stay text), backslash and double quote escaped."""
+    text = value if type(value) is str else str(value)
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
+
+
+def _array_literal(values: list, array_type: str) -> str:
+    """`values` as one Postgres array literal ('{...}', one parameter that the server reads with
+    array_in), rather than a list psycopg2 adapts element by element into an ARRAY[...]
+    expression the server parses node by node: less work on both sides."""
+    has_null = None in values
+    if array_type in ("bigint", "integer", "smallint", "numeric"):
+        if not has_null:
+            return "{" + ",".join(map(str, values)) + "}"
+        return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+    if array_type == "boolean":
+        return "{" + ",".join("NULL" if v is None else ("t" if v else "f") for v in values) + "}"
+    if array_type in ("timestamp with time zone", "date"):
+        return (
+            "{" + ",".join("NULL" if v is None else '"' + v.isoformat() + '"' for v in values) + "}"
+        )
+    if not has_null:
+        return "{" + ",".join(map(_quoted, values)) + "}"
+    return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
 
 
 def _columns_insert_elsewhere(model, columns, n, *, returning, conflict, json_dumped):

@@ -103,38 +103,59 @@ class BatchOrderRenderer(OrderRenderer):
     once per distinct value of the request: keyed by type and value, so equal values of
     different types never share an answer. One per request."""
 
+    _PLAIN, _CONVERTED, _RELATION, _CAMPAIGN, _VOUCHER = range(5)
+
     def __init__(self):
         super().__init__()
-        self.memo = {name: {} for name in self.convert}
-        self.voucher_memo = {name: {} for name in self.voucher_convert}
+        self.plan = []
+        for name in self.names:
+            if name in self._RELATED:
+                self.plan.append((name, self._RELATION, self._RELATED[name], None))
+            elif name == "campaign":
+                self.plan.append((name, self._CAMPAIGN, None, None))
+            elif name == "voucher":
+                self.plan.append((name, self._VOUCHER, None, None))
+            elif name in self.convert:
+                self.plan.append((name, self._CONVERTED, self.convert[name], {}))
+            else:
+                self.plan.append((name, self._PLAIN, None, None))
+        self.voucher_plan = [(n, c, {}) for n, c in self.voucher_convert.items()]
 
     def render(self, order: Order) -> dict:
         out = {}
-        for name in self.names:
-            if name in self._RELATED:
+        values = order.__dict__
+        for name, kind, how, memo in self.plan:
+            if kind == self._PLAIN:
+                out[name] = values[name] if name in values else getattr(order, name)
+            elif kind == self._CONVERTED:
+                value = values[name] if name in values else getattr(order, name)
+                if value is None:
+                    out[name] = None
+                    continue
+                key = (type(value), value)
+                converted = memo.get(key, _MISSING)
+                if converted is _MISSING:
+                    converted = memo[key] = how(value)
+                out[name] = converted
+            elif kind == self._RELATION:
                 related = getattr(order, name)
-                out[name] = None if related is None else getattr(related, self._RELATED[name])
-            elif name == "campaign":
+                out[name] = None if related is None else getattr(related, how)
+            elif kind == self._CAMPAIGN:
                 out[name] = order.campaign_id
-            elif name == "voucher":
+            else:
                 voucher = order.voucher if order.voucher_id is not None else None
                 if voucher is None:
                     out[name] = None
                     continue
                 rendered = {}
-                for n, convert in self.voucher_convert.items():
+                for n, convert, vmemo in self.voucher_plan:
                     v = getattr(voucher, n)
-                    rendered[n] = None if v is None else _memo(self.voucher_memo[n], convert, v)
+                    rendered[n] = None if v is None else _memo(vmemo, convert, v)
                 out[name] = rendered
-            else:
-                value = getattr(order, name)
-                convert = self.convert.get(name)
-                out[name] = (
-                    value
-                    if value is None or convert is None
-                    else _memo(self.memo[name], convert, value)
-                )
         return out
+
+
+_MISSING = object()
 
 
 def _memo(memo: dict, convert, value):

@@ -39,6 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 from uuid import UUID
 
 from django.conf import settings
@@ -63,7 +64,7 @@ from orders.services.delivery import deliveries_queue
 from orders.services.issuance import BOOKING_PREFIX, RECIPIENT_FIELDS
 from plum import context
 from plum.actors import Actor, actor_fields
-from plum.bulk import columns_insert, ids_next, instance_for
+from plum.bulk import Same, columns_insert, ids_next, instance_for
 from plum.errors import InvalidInputError, PlumError
 from plum.models import AuditEvent, Member, OutboxMessage
 from plum.services.audit import ip_text
@@ -140,13 +141,33 @@ def recipient_check_fast(recipient) -> tuple[str, dict] | None:
     if not external_id:
         return None
     try:
-        _MEMBER_FIELD["external_id"].clean(external_id, None)
+        _clean("external_id", external_id)
         for name, v in data.items():
             if v:
-                _MEMBER_FIELD[name].clean(v, None)
+                _clean(name, v)
     except ValidationError:
         return None
     return external_id, data
+
+
+def _member_rules(name: str):
+    """What `Field.clean(value, instance)` checks of a non-empty string for the member's field
+    `name` (to_python is the identity on a string; validate() checks the choices, and blank
+    and null, which a non-empty string passes; then every validator), without its calls."""
+    f = _MEMBER_FIELD[name]
+    choices = frozenset(str(key) for key, _ in f.flatchoices) if f.choices else None
+    return choices, list(f.validators)
+
+
+_RULES = {name: _member_rules(name) for name in RECIPIENT_FIELDS}
+
+
+def _clean(name: str, value: str) -> None:
+    choices, validators = _RULES[name]
+    if choices is not None and value not in choices:
+        raise ValidationError("Not a choice.")
+    for validator in validators:
+        validator(value)
 
 
 def value_check(campaign: Campaign, value: Decimal | None) -> Decimal:
@@ -182,6 +203,9 @@ def _uuids(n: int) -> list[UUID]:
 # --- writes collected for the end of the transaction ---------------------------------------
 
 _SEP = (",", ":")
+# What json.dumps(..., sort_keys=True, separators=_SEP) uses, built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=_SEP)
+_quote = encode_basestring_ascii  # json.dumps(a_str), ensure_ascii as its default
 
 
 class _Audit:
@@ -217,24 +241,24 @@ class _Audit:
         self.columns["member_id"] = []
 
     def add(self, action, object_type, object_id, programme_id, member_id, changes) -> None:
-        dumps = json.dumps
-        changes_json = dumps(changes, sort_keys=True, separators=_SEP)
+        changes_json = _CANONICAL.encode(changes)
         p = self._parts
         # json.dumps(content, sort_keys=True, separators=(",", ":")) of the hashed fields
-        # (plum.services.audit._HASHED_FIELDS, member_id when set), key by key in sorted order.
+        # (plum.services.audit._HASHED_FIELDS, member_id when set), key by key in sorted order;
+        # strings encoded by json's own encode_basestring_ascii, ints by int.__repr__.
         canonical = (
-            '{"action":' + dumps(action)
+            '{"action":' + _quote(action)
             + ',"actor_client_id":' + p["actor_client_id"]
             + ',"actor_label":' + p["actor_label"]
             + ',"actor_type":' + p["actor_type"]
             + ',"actor_user_id":' + p["actor_user_id"]
             + ',"changes":' + changes_json
             + ',"ip":' + p["ip"]
-            + ("" if member_id is None else ',"member_id":' + dumps(member_id))
-            + ',"object_id":' + dumps(object_id)
-            + ',"object_type":' + dumps(object_type)
+            + ("" if member_id is None else ',"member_id":' + int.__repr__(member_id))
+            + ',"object_id":' + _quote(object_id)
+            + ',"object_type":' + _quote(object_type)
             + ',"occurred_at":' + p["occurred_at"]
-            + ',"programme_id":' + dumps(programme_id)
+            + ',"programme_id":' + ("null" if programme_id is None else int.__repr__(programme_id))
             + ',"request_id":' + p["request_id"]
             + "}"
         )  # fmt: skip
@@ -253,8 +277,8 @@ class _Audit:
             return
         columns = {
             **self.columns,
-            **{k: [v] * n for k, v in self.fixed.items()},
-            "occurred_at": [self.now] * n,
+            **{k: Same(v, n) for k, v in self.fixed.items()},
+            "occurred_at": Same(self.now, n),
         }
         columns_insert(AuditEvent, columns, json_dumped=True)
 
@@ -273,11 +297,11 @@ class _Outbox:
                 OutboxMessage,
                 {
                     "id": _uuids(n),
-                    "kind": [EVENT_KIND] * n,
+                    "kind": Same(EVENT_KIND, n),
                     "programme_id": self.programme_id,
                     "payload": self.payload,
-                    "next_attempt_at": [now] * n,
-                    "max_attempts": [settings.OUTBOX_MAX_ATTEMPTS] * n,
+                    "next_attempt_at": Same(now, n),
+                    "max_attempts": Same(settings.OUTBOX_MAX_ATTEMPTS, n),
                 },
                 json_dumped=True,
             )
@@ -381,7 +405,7 @@ def _members_upsert(items: list[_Item], *, audit: _Audit, now) -> None:
                 data = wanted[eid]
                 changes = {"external_id": [None, eid], **{f: [None, v] for f, v in data.items()}}
                 audit.add(
-                    "member.create", "plum.member", str(member.pk), programme_id, member.pk, changes
+                    "member.create", "plum.member", str(member.id), programme_id, member.id, changes
                 )
                 members[(programme_id, eid)] = member
             raced = [eid for eid in missing if eid not in created]
@@ -400,7 +424,7 @@ def _members_upsert(items: list[_Item], *, audit: _Audit, now) -> None:
                 member.updated_at = now
                 changed[tuple(sorted(changes))].append(member)
                 audit.add(
-                    "member.update", "plum.member", str(member.pk), programme_id, member.pk, changes
+                    "member.update", "plum.member", str(member.id), programme_id, member.id, changes
                 )
             members[(programme_id, eid)] = member
         if changed:
@@ -437,12 +461,12 @@ def _members_insert(programme_id: int, external_ids: list[str], wanted: dict, no
     n = len(external_ids)
     columns = {
         "id": ids,
-        "programme_id": [programme_id] * n,
+        "programme_id": Same(programme_id, n),
         "external_id": external_ids,
         **{f: [wanted[eid].get(f, "") for eid in external_ids] for f in MEMBER_FIELDS},
-        "user_id": [None] * n,
-        "created_at": [now] * n,
-        "updated_at": [now] * n,
+        "user_id": Same(None, n),
+        "created_at": Same(now, n),
+        "updated_at": Same(now, n),
     }
     returned = columns_insert(
         Member, columns, returning=("id",), conflict=("programme", "external_id")
@@ -518,12 +542,12 @@ def _claim(
             audit.add(
                 "voucher.issue",
                 "campaigns.voucher",
-                str(voucher.pk),
+                str(voucher.id),
                 voucher.programme_id,
                 voucher.member_id,
                 {
                     "status": [S.AVAILABLE if item.pooled else None, S.ACTIVE],
-                    "member": [None, item.member.pk],
+                    "member": [None, item.member.id],
                 },
             )
     return accepted
@@ -546,7 +570,7 @@ def _claim_counters(
     if cap is not None:
         candidates, seen = [], dict(issued_to)
         for item in items:
-            key = (campaign.pk, item.member.pk)
+            key = (campaign.pk, item.member.id)
             if seen.get(key, 0) >= cap:
                 results[item.index] = MemberCapReachedError()
             else:
@@ -640,7 +664,7 @@ def _claim_member_caps(campaign: Campaign, items: list[_Item], results: list) ->
     lost a race to a concurrent issue: its items are refused and their counts given back."""
     wanted: dict[int, int] = defaultdict(int)
     for item in items:
-        wanted[item.member.pk] += 1
+        wanted[item.member.id] += 1
     table = CampaignMemberCounter._meta.db_table
     rows = sorted(wanted.items())
     placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
@@ -656,7 +680,7 @@ def _claim_member_caps(campaign: Campaign, items: list[_Item], results: list) ->
         confirmed = {row[0] for row in cursor.fetchall()}
     kept, lost = [], []
     for item in items:
-        (kept if item.member.pk in confirmed else lost).append(item)
+        (kept if item.member.id in confirmed else lost).append(item)
     if lost:
         _refuse(results, lost, MemberCapReachedError())
         _release(campaign, lost, member_counted=False)
@@ -673,7 +697,7 @@ def _release(campaign: Campaign, items: list[_Item], *, member_counted: bool) ->
     if member_counted and campaign.per_member_cap is not None:
         per_member: dict[int, int] = defaultdict(int)
         for item in items:
-            per_member[item.member.pk] += 1
+            per_member[item.member.id] += 1
         CampaignMemberCounter.objects.filter(
             campaign=campaign, member_id__in=list(per_member)
         ).update(
@@ -684,6 +708,13 @@ def _release(campaign: Campaign, items: list[_Item], *, member_counted: bool) ->
 
 _VOUCHER_NAMES = [f.attname for f in Voucher._meta.concrete_fields]
 _STAMPS = ("created_at", "updated_at")
+
+
+def _rows_of(columns: dict, rows: list[int], n: int) -> dict:
+    """The columns of `rows` (all n: the columns themselves), without the auto_now stamps."""
+    if len(rows) == n:
+        return {k: v for k, v in columns.items() if k not in _STAMPS}
+    return {k: [v[i] for i in rows] for k, v in columns.items() if k not in _STAMPS}
 
 
 def _stamps_copy(part: dict, columns: dict, rows: list[int]) -> None:
@@ -728,7 +759,7 @@ def _claim_codes(
             voucher = instance_for(Voucher, dict(zip(_VOUCHER_NAMES, row, strict=True)))
             expiries = [e for e in (voucher.expires_at, expires_at) if e is not None]
             voucher.status = S.ACTIVE
-            voucher.member_id = item.member.pk
+            voucher.member_id = item.member.id
             voucher.issued_at = now
             voucher.expires_at = min(expiries) if expiries else None
             voucher.balance = voucher.face_value
@@ -801,23 +832,23 @@ def _vouchers_generate(
     columns = {
         "id": ids,
         "code": list(codes),
-        "campaign_id": [campaign.pk] * n,
-        "programme_id": [campaign.programme_id] * n,
+        "campaign_id": Same(campaign.pk, n),
+        "programme_id": Same(campaign.programme_id, n),
         "face_value": values,
         "balance": values,
-        "currency": [campaign.currency] * n,
-        "status": [S.ACTIVE] * n,
-        "status_before": [""] * n,
-        "expires_at": [expires_at] * n,
-        "is_test": [is_test] * n,
-        "member_id": [item.member.pk for item in items],
-        "issued_at": [now] * n,
+        "currency": Same(campaign.currency, n),
+        "status": Same(S.ACTIVE, n),
+        "status_before": Same("", n),
+        "expires_at": Same(expires_at, n),
+        "is_test": Same(is_test, n),
+        "member_id": [item.member.id for item in items],
+        "issued_at": Same(now, n),
     }
     pending = list(range(n))
     columns["created_at"] = [None] * n
     columns["updated_at"] = [None] * n
     for _ in range(ATTEMPTS):
-        part = {k: [v[i] for i in pending] for k, v in columns.items() if k not in _STAMPS}
+        part = _rows_of(columns, pending, n)
         returned = columns_insert(Voucher, part, returning=("id",), conflict=("code",))
         _stamps_copy(part, columns, pending)
         inserted = {row[0] for row in returned}
@@ -857,29 +888,29 @@ def _orders_insert(
         "booking_id": booking_ids[:n],
         "programme_id": [item.campaign.programme_id for item in items],
         "campaign_id": [item.campaign.pk for item in items],
-        "member_id": [item.member.pk for item in items],
+        "member_id": [item.member.id for item in items],
         "value": [item.value for item in items],
         "currency": [item.campaign.currency for item in items],
-        "source": [source] * n,
+        "source": Same(source, n),
         "status": [Order.Status.PENDING if h else Order.Status.COMPLETED for h in held],
         "approval_state": [
             Order.ApprovalState.PENDING if h else Order.ApprovalState.NOT_REQUIRED for h in held
         ],
-        "voucher_id": [None if item.voucher is None else item.voucher.pk for item in items],
-        "delivery_status": [Order.DeliveryStatus.PENDING] * n,
-        "is_test": [is_test] * n,
-        "points": [None] * n,
-        "points_transaction_id": [None] * n,
+        "voucher_id": [None if item.voucher is None else item.voucher.id for item in items],
+        "delivery_status": Same(Order.DeliveryStatus.PENDING, n),
+        "is_test": Same(is_test, n),
+        "points": Same(None, n),
+        "points_transaction_id": Same(None, n),
         "reference": [item.reference for item in items],
-        "approved_at": [None] * n,
+        "approved_at": Same(None, n),
         "completed_at": [None if h else now for h in held],
-        "cancelled_at": [None] * n,
+        "cancelled_at": Same(None, n),
     }
     pending = list(range(n))
     columns["created_at"] = [None] * n
     columns["updated_at"] = [None] * n
     for _ in range(ATTEMPTS):
-        part = {k: [v[i] for i in pending] for k, v in columns.items() if k not in _STAMPS}
+        part = _rows_of(columns, pending, n)
         returned = columns_insert(Order, part, returning=("id",), conflict=("booking_id",))
         _stamps_copy(part, columns, pending)
         inserted = {row[0] for row in returned}
@@ -916,7 +947,7 @@ def _order_writes(item: _Item, order: Order, *, audit: _Audit, outbox: _Outbox, 
     audit.add(
         "order.create",
         "orders.order",
-        str(order.pk),
+        str(order.id),
         order.programme_id,
         order.member_id,
         {
@@ -934,7 +965,7 @@ def _order_writes(item: _Item, order: Order, *, audit: _Audit, outbox: _Outbox, 
     occurred_at = now.isoformat()
     data = {
         "booking_id": order.booking_id,
-        "order_id": order.pk,
+        "order_id": order.id,
         "campaign_id": order.campaign_id,
         "member_external_id": item.external_id,
         "value": value,

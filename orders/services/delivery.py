@@ -40,7 +40,7 @@ from orders.errors import (
 )
 from orders.models import DELIVERY_TRANSITIONS, Delivery, DeliveryAttempt, Order
 from plum.actors import Actor, SystemActor
-from plum.bulk import columns_insert, instance_for, rows_insert
+from plum.bulk import Same, columns_insert, instance_for, rows_insert
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Channel, Member, OutboxMessage
 from plum.services.audit import audit_log
@@ -221,11 +221,11 @@ def _deliveries_queue_fresh(rows: list[Order], *, actor: Actor) -> list[Delivery
             OutboxMessage,
             {
                 "id": message_ids,
-                "kind": [DELIVERY_KIND] * count,
+                "kind": Same(DELIVERY_KIND, count),
                 "programme_id": [p for _, p in payloads],
                 "payload": [payload for payload, _ in payloads],
-                "next_attempt_at": [now] * count,
-                "max_attempts": [_max_attempts()] * count,
+                "next_attempt_at": Same(now, count),
+                "max_attempts": Same(_max_attempts(), count),
             },
         )
         transaction.on_commit(lambda: outbox_schedule_sweeps(count))

@@ -349,3 +349,20 @@ def test_the_array_insert_skips_conflicts_and_returns_the_inserted(programme):
     assert {m.pk: m.external_id for m in inserted} == dict(
         Member.objects.exclude(external_id="E3").values_list("pk", "external_id")
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+def test_the_array_insert_keeps_every_text_as_given(programme):
+    # given: texts an array literal must quote
+    names = ["NULL", "", " ", "a,b", "{x}", 'say "hi"', "back\\slash", '\\"', "ü ✓ 'q'", "\t\n"]
+    members = [
+        Member(programme=programme, external_id=f"T{i}", name=name, email="")
+        for i, name in enumerate(names)
+    ]
+    # when
+    rows_insert(Member, members, returning_pk=True)
+    # then
+    stored = dict(Member.objects.values_list("external_id", "name"))
+    assert [stored[f"T{i}"] for i in range(len(names))] == names
+    assert all(m.pk for m in members)
