@@ -253,6 +253,15 @@ def _array_literal(values: list, array_type: str) -> str:
         return (
             "{" + ",".join("NULL" if v is None else '"' + v.isoformat() + '"' for v in values) + "}"
         )
+    if not has_null and all(type(v) is str for v in values):
+        # Every element a string: escaped and quoted all at once, joined by NUL (which no
+        # value can hold: Postgres text refuses it), unless one does (then one by one, and
+        # the driver refuses it as before).
+        body = "\x00".join(values)
+        if body.count("\x00") == len(values) - 1:
+            if "\\" in body or '"' in body:
+                body = body.replace("\\", "\\\\").replace('"', '\\"')
+            return '{"' + body.replace("\x00", '","') + '"}'
     if not has_null:
         return "{" + ",".join(map(_quoted, values)) + "}"
     return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
-from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -99,6 +98,13 @@ class _Item:
     voucher: Voucher | None = None
     pooled: bool = False
     held: bool = False
+    # drawn ahead: the order's id and booking id, and the id of its voucher when generated
+    order_id: int = 0
+    booking_id: str = ""
+    voucher_id: int | None = None
+    # the order's audit entries and events, built before the campaign is locked, for the
+    # voucher id they assume (None: build them after the claim)
+    prebuilt: tuple | None = None
 
 
 # --- plain checks (no database) ------------------------------------------------------------
@@ -194,10 +200,17 @@ def booking_ids_new(n: int) -> list[str]:
     return out
 
 
-def _uuids(n: int) -> list[UUID]:
-    """n version-4 UUIDs (what uuid4() gives) from one read of the OS's random bytes."""
-    raw = os.urandom(16 * n)
-    return [UUID(bytes=raw[16 * i : 16 * i + 16], version=4) for i in range(n)]
+def _uuid_texts(n: int) -> list[str]:
+    """n version-4 UUIDs (what str(uuid4()) gives) from one read of the OS's random bytes."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+        f"{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 # --- writes collected for the end of the transaction ---------------------------------------
@@ -235,13 +248,29 @@ class _Audit:
         dumps = json.dumps
         # The canonical JSON's keys, sorted: the fixed ones are encoded once.
         self._parts = {k: dumps(v) for k, v in common.items()}
-        self.columns: dict[str, list] = {
-            k: [] for k in ("action", "object_type", "object_id", "programme_id", "changes", "hash")
-        }
-        self.columns["member_id"] = []
+        # the events' occurred_at in the outbox payloads: now.isoformat(), as event_emit has it
+        self.occurred_at_json = dumps(now.isoformat())
+        names = ("action", "object_type", "object_id", "programme_id", "changes", "hash")
+        self.columns: dict[str, list] = {k: [] for k in (*names, "member_id")}
+        self._columns = list(self.columns.values())  # in `entry`'s order
 
-    def add(self, action, object_type, object_id, programme_id, member_id, changes) -> None:
-        changes_json = _CANONICAL.encode(changes)
+    def add(
+        self, action, object_type, object_id, programme_id, member_id, changes, changes_json=None
+    ) -> None:
+        self.append(
+            self.entry(
+                action, object_type, object_id, programme_id, member_id, changes, changes_json
+            )
+        )
+
+    def entry(
+        self, action, object_type, object_id, programme_id, member_id, changes, changes_json=None
+    ) -> tuple:
+        """One event's own columns and hash, to `append` (now or later); `changes_json`, when
+        given, is `changes` encoded as the hash encodes it (json.dumps(sort_keys=True,
+        separators=(",", ":")))."""
+        if changes_json is None:
+            changes_json = _CANONICAL.encode(changes)
         p = self._parts
         # json.dumps(content, sort_keys=True, separators=(",", ":")) of the hashed fields
         # (plum.services.audit._HASHED_FIELDS, member_id when set), key by key in sorted order;
@@ -262,14 +291,12 @@ class _Audit:
             + ',"request_id":' + p["request_id"]
             + "}"
         )  # fmt: skip
-        c = self.columns
-        c["action"].append(action)
-        c["object_type"].append(object_type)
-        c["object_id"].append(object_id)
-        c["programme_id"].append(programme_id)
-        c["changes"].append(changes_json)
-        c["member_id"].append(member_id)
-        c["hash"].append(hashlib.sha256(canonical.encode()).hexdigest())
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return action, object_type, object_id, programme_id, changes_json, digest, member_id
+
+    def append(self, entry: tuple) -> None:
+        for column, value in zip(self._columns, entry, strict=True):
+            column.append(value)
 
     def insert(self) -> None:
         n = len(self.columns["hash"])
@@ -296,7 +323,7 @@ class _Outbox:
             columns_insert(
                 OutboxMessage,
                 {
-                    "id": _uuids(n),
+                    "id": _uuid_texts(n),
                     "kind": Same(EVENT_KIND, n),
                     "programme_id": self.programme_id,
                     "payload": self.payload,
@@ -351,14 +378,33 @@ def order_issue_batch(
         audit = _Audit(actor, now)
         _members_upsert(items, audit=audit, now=now)
         order_ids, voucher_ids = ids_next((Order, len(items)), (Voucher, sum(generating.values())))
-        accepted = _claim(items, results, is_test=is_test, audit=audit, voucher_ids=voucher_ids)
-        orders = _orders_insert(
-            accepted, order_ids, booking_ids, source=source, is_test=is_test, now=now
-        )
+        voucher_id = iter(voucher_ids)
+        for item, order_id, booking_id in zip(items, order_ids, booking_ids, strict=True):
+            item.order_id, item.booking_id = order_id, booking_id
+            if item.campaign.code_source != Campaign.CodeSource.POOL:
+                item.voucher_id = next(voucher_id)
+        # Everything an accepted item writes is built now, before any campaign row is locked
+        # (the lock is held until the commit): what the claim changes is rebuilt after it.
+        for item in items:
+            item.prebuilt = _order_writes_prebuild(
+                item, audit=audit, source=source, is_test=is_test
+            )
+        accepted = _claim(items, results, is_test=is_test)
+        orders = _orders_insert(accepted, source=source, is_test=is_test, now=now)
         outbox = _Outbox()
-        for item, order in zip(accepted, orders, strict=True):
+        writes = [
+            _order_writes(item, audit=audit, source=source, is_test=is_test) for item in accepted
+        ]
+        for voucher_entry, _, _, _ in writes:
+            if voucher_entry is not None:
+                audit.append(voucher_entry)
+        for (_, order_entry, created, second), item, order in zip(
+            writes, accepted, orders, strict=True
+        ):
             results[item.index] = order
-            _order_writes(item, order, audit=audit, outbox=outbox, now=now)
+            audit.append(order_entry)
+            outbox.programme_id += (item.campaign.programme_id, item.campaign.programme_id)
+            outbox.payload += (created, second)
         audit.insert()
         events = outbox.insert(now)
         # Each completed order's voucher goes to its member (orders.services.delivery).
@@ -482,12 +528,10 @@ def _members_insert(programme_id: int, external_ids: list[str], wanted: dict, no
 # --- claiming: counters, member caps, codes ----------------------------------------------
 
 
-def _claim(
-    items: list[_Item], results: list, *, is_test: bool, audit: _Audit, voucher_ids: list[int]
-) -> list[_Item]:
+def _claim(items: list[_Item], results: list, *, is_test: bool) -> list[_Item]:
     """Decide every item, campaign by campaign in id order: returns the accepted items (held
     or with their voucher), in batch order; the refused get their error in `results`."""
-    now = audit.now
+    now = timezone.now()
     by_campaign: dict[int, list[_Item]] = defaultdict(list)
     campaigns: dict[int, Campaign] = {}
     for item in items:
@@ -517,7 +561,6 @@ def _claim(
         if campaign.code_source != Campaign.CodeSource.POOL:
             generator = CodeGenerator(prefix=campaign.code_prefix, length=campaign.code_length)
             draws[pk] = generator.generate(len(mine))
-    ids = iter(voucher_ids)
     accepted: list[_Item] = []
     for pk in sorted(by_campaign):
         campaign, mine = campaigns[pk], by_campaign[pk]
@@ -531,25 +574,9 @@ def _claim(
             continue
         granted = mine if is_test else _claim_counters(campaign, mine, results, issued_to, now)
         accepted.extend(
-            _claim_codes(
-                campaign, granted, results, is_test=is_test, now=now, codes=draws.get(pk), ids=ids
-            )
+            _claim_codes(campaign, granted, results, is_test=is_test, now=now, codes=draws.get(pk))
         )
     accepted.sort(key=lambda i: i.index)
-    for item in accepted:
-        voucher = item.voucher
-        if voucher is not None:
-            audit.add(
-                "voucher.issue",
-                "campaigns.voucher",
-                str(voucher.id),
-                voucher.programme_id,
-                voucher.member_id,
-                {
-                    "status": [S.AVAILABLE if item.pooled else None, S.ACTIVE],
-                    "member": [None, item.member.id],
-                },
-            )
     return accepted
 
 
@@ -734,11 +761,10 @@ def _claim_codes(
     is_test: bool,
     now,
     codes: list[str] | None,
-    ids,
 ) -> list[_Item]:
     """A voucher for each item: pooled codes first (one SELECT ... FOR UPDATE SKIP LOCKED
     LIMIT n per face value, the oldest first, as the single path), then codes generated in
-    bulk (`codes`, drawn before, and ids from `ids`); a pool-only campaign refuses what its
+    bulk (`codes`, drawn before, and the items' voucher ids); a pool-only campaign refuses what its
     pool cannot cover (pool_exhausted) and gives those items' counts back."""
     if not items:
         return []
@@ -783,7 +809,7 @@ def _claim_codes(
             expires_at=expires_at,
             now=now,
             codes=codes[: len(uncovered)],
-            ids=[next(ids) for _ in uncovered],
+            ids=[item.voucher_id for item in uncovered],
         )
     return items
 
@@ -874,18 +900,17 @@ def _vouchers_generate(
 _ORDER_NAMES = [f.attname for f in Order._meta.concrete_fields]
 
 
-def _orders_insert(
-    items: list[_Item], ids: list[int], booking_ids: list[str], *, source: str, is_test: bool, now
-) -> list[Order]:
+def _orders_insert(items: list[_Item], *, source: str, is_test: bool, now) -> list[Order]:
     """Insert with the ids and booking ids drawn ahead, ON CONFLICT (booking_id) DO NOTHING: a
-    booking id taken already (or drawn twice) is drawn again for its row alone."""
+    booking id taken already (or drawn twice) is drawn again for its row alone (and what was
+    built with the old one is built again)."""
     if not items:
         return []
     n = len(items)
     held = [item.held for item in items]
     columns = {
-        "id": ids[:n],
-        "booking_id": booking_ids[:n],
+        "id": [item.order_id for item in items],
+        "booking_id": [item.booking_id for item in items],
         "programme_id": [item.campaign.programme_id for item in items],
         "campaign_id": [item.campaign.pk for item in items],
         "member_id": [item.member.id for item in items],
@@ -918,7 +943,8 @@ def _orders_insert(
         if not pending:
             break
         for i, booking_id in zip(pending, booking_ids_new(len(pending)), strict=True):
-            columns["booking_id"][i] = booking_id
+            columns["booking_id"][i] = items[i].booking_id = booking_id
+            items[i].prebuilt = None
     else:
         raise RuntimeError(f"Could not draw unique booking ids in {ATTEMPTS} attempts")
     orders = []
@@ -939,52 +965,97 @@ def _orders_insert(
     return orders
 
 
-def _order_writes(item: _Item, order: Order, *, audit: _Audit, outbox: _Outbox, now) -> None:
-    """The order's audit event (as `audit_log` writes it) and its events (as `event_emit`
-    writes them: order.created, then order.completed or order.pending_approval)."""
-    status = order.status
-    value = str(order.value)
-    audit.add(
-        "order.create",
-        "orders.order",
-        str(order.id),
-        order.programme_id,
-        order.member_id,
-        {
-            "booking_id": [None, order.booking_id],
-            "status": [None, status],
-            "approval_state": [None, order.approval_state],
-            "campaign": [None, order.campaign_id],
-            "member": [None, order.member_id],
-            "value": [None, value],
-            "source": [None, order.source],
-            "voucher": [None, order.voucher_id],
-            "is_test": [None, order.is_test],
-        },
+def _order_writes_prebuild(item: _Item, *, audit: _Audit, source: str, is_test: bool):
+    """What `_order_writes` gives the item if the claim accepts it as expected: held on a
+    manual campaign, else with the voucher generated under its drawn id. None for a pool-only
+    campaign's item (its voucher is known after the claim)."""
+    if item.campaign.approval_mode == Campaign.ApprovalMode.MANUAL:
+        return None, _order_strings(item, audit=audit, source=source, is_test=is_test, held=True)
+    if item.voucher_id is None:
+        return None
+    return item.voucher_id, _order_strings(
+        item, audit=audit, source=source, is_test=is_test, held=False, voucher_id=item.voucher_id
     )
-    occurred_at = now.isoformat()
-    data = {
-        "booking_id": order.booking_id,
-        "order_id": order.id,
-        "campaign_id": order.campaign_id,
-        "member_external_id": item.external_id,
-        "value": value,
-        "currency": order.currency,
-        "source": order.source,
-        "status": status,
-        "approval_state": order.approval_state,
-        "is_test": order.is_test,
-        "reference": order.reference,
-    }
-    dumps = json.dumps
-    outbox.programme_id.append(order.programme_id)
-    outbox.payload.append(
-        dumps({"type": "order.created", "occurred_at": occurred_at, "data": data})
+
+
+def _order_writes(item: _Item, *, audit: _Audit, source: str, is_test: bool) -> tuple:
+    """(voucher.issue audit entry or None, order.create audit entry, order.created payload,
+    order.completed or order.pending_approval payload) of an accepted item: the prebuilt ones
+    when the claim went as they assumed (same voucher id, generated), else built now."""
+    voucher = item.voucher
+    voucher_id = None if voucher is None else voucher.id
+    prebuilt = item.prebuilt
+    if prebuilt is not None and prebuilt[0] == voucher_id and not item.pooled:
+        return prebuilt[1]
+    return _order_strings(
+        item, audit=audit, source=source, is_test=is_test, held=item.held, voucher_id=voucher_id
     )
-    outbox.programme_id.append(order.programme_id)
-    if status == Order.Status.COMPLETED:
-        data["voucher_id"] = order.voucher_id
-        event = {"type": "order.completed", "occurred_at": occurred_at, "data": data}
+
+
+def _order_strings(
+    item: _Item, *, audit: _Audit, source: str, is_test: bool, held: bool, voucher_id=None
+) -> tuple:
+    """The order's audit entries (as `audit_log` writes them: voucher.issue for its voucher,
+    order.create) and its events (as `event_emit` writes them: order.created, then
+    order.completed or order.pending_approval), encoded here: changes as json.dumps(
+    sort_keys=True, separators=(",", ":")) gives them (the hashed form), payloads as plain
+    JSON (stored as jsonb)."""
+    q = _quote
+    campaign, member_id = item.campaign, item.member.id
+    programme_id = campaign.programme_id
+    if held:
+        status, approval_state = Order.Status.PENDING, Order.ApprovalState.PENDING
     else:
-        event = {"type": "order.pending_approval", "occurred_at": occurred_at, "data": data}
-    outbox.payload.append(dumps(event))
+        status, approval_state = Order.Status.COMPLETED, Order.ApprovalState.NOT_REQUIRED
+    value = q(str(item.value))
+    test = "true" if is_test else "false"
+    voucher = "null" if voucher_id is None else int.__repr__(voucher_id)
+    voucher_entry = None
+    if voucher_id is not None:
+        voucher_entry = audit.entry(
+            "voucher.issue",
+            "campaigns.voucher",
+            voucher,
+            item.voucher.programme_id if item.pooled else programme_id,
+            member_id,
+            None,
+            # {"status": [available or None, active], "member": [None, member id]}, encoded
+            '{"member":[null,' + int.__repr__(member_id) + '],"status":['
+            + ('"available"' if item.pooled else "null") + ',"active"]}',
+        )  # fmt: skip
+    changes = (
+        '{"approval_state":[null,' + q(approval_state)
+        + '],"booking_id":[null,' + q(item.booking_id)
+        + '],"campaign":[null,' + int.__repr__(campaign.pk)
+        + '],"is_test":[null,' + test
+        + '],"member":[null,' + int.__repr__(member_id)
+        + '],"source":[null,' + q(source)
+        + '],"status":[null,' + q(status)
+        + '],"value":[null,' + value
+        + '],"voucher":[null,' + voucher
+        + "]}"
+    )  # fmt: skip
+    order_id = int.__repr__(item.order_id)
+    order_entry = audit.entry(
+        "order.create", "orders.order", order_id, programme_id, member_id, None, changes
+    )
+    data = (
+        '{"booking_id":' + q(item.booking_id)
+        + ',"order_id":' + order_id
+        + ',"campaign_id":' + int.__repr__(campaign.pk)
+        + ',"member_external_id":' + q(item.external_id)
+        + ',"value":' + value
+        + ',"currency":' + q(campaign.currency)
+        + ',"source":' + q(source)
+        + ',"status":' + q(status)
+        + ',"approval_state":' + q(approval_state)
+        + ',"is_test":' + test
+        + ',"reference":' + q(item.reference)
+    )  # fmt: skip
+    head = ',"occurred_at":' + audit.occurred_at_json + ',"data":' + data
+    created = '{"type":"order.created"' + head + "}}"
+    if held:
+        second = '{"type":"order.pending_approval"' + head + "}}"
+    else:
+        second = '{"type":"order.completed"' + head + ',"voucher_id":' + voucher + "}}"
+    return voucher_entry, order_entry, created, second

@@ -17,6 +17,7 @@ and the receipt lock the order first although they only update its delivery_stat
 holds the order and inserts a delivery, and the one-open-delivery unique index makes that insert
 wait for a sender that is finishing, so the reverse order could deadlock."""
 
+from json.encoder import encode_basestring_ascii as _quote
 from time import monotonic
 from uuid import uuid4
 from zoneinfo import ZoneInfo
@@ -208,13 +209,9 @@ def _deliveries_queue_fresh(rows: list[Order], *, actor: Actor) -> list[Delivery
         channel = delivery_channel_for(order=order)
         destination = delivery_destination(member=order.member, channel=channel)
         (sendable if destination else missing).append((order, channel, destination))
-    payloads = [
-        ({"order_id": o.pk, "booking_id": o.booking_id, "channel": c}, o.programme_id)
-        for o, c, _ in sendable
-    ]
-    if len(payloads) > SWEEP_KICK_ABOVE:
+    count = len(sendable)
+    if count > SWEEP_KICK_ABOVE:
         # What outbox_enqueue_many writes and schedules for this many messages, in columns.
-        count = len(payloads)
         message_ids = [uuid4() for _ in range(count)]
         now = timezone.now()
         columns_insert(
@@ -222,16 +219,27 @@ def _deliveries_queue_fresh(rows: list[Order], *, actor: Actor) -> list[Delivery
             {
                 "id": message_ids,
                 "kind": Same(DELIVERY_KIND, count),
-                "programme_id": [p for _, p in payloads],
-                "payload": [payload for payload, _ in payloads],
+                "programme_id": [o.programme_id for o, _, _ in sendable],
+                # {"order_id", "booking_id", "channel"} as JSON text (stored as jsonb)
+                "payload": [
+                    f'{{"order_id":{o.pk},"booking_id":{_quote(o.booking_id)},'
+                    f'"channel":{_quote(c)}}}'
+                    for o, c, _ in sendable
+                ],
                 "next_attempt_at": Same(now, count),
                 "max_attempts": Same(_max_attempts(), count),
             },
+            json_dumped=True,
         )
         transaction.on_commit(lambda: outbox_schedule_sweeps(count))
     else:
         messages = outbox_enqueue_many(
-            kind=DELIVERY_KIND, messages=payloads, max_attempts=_max_attempts()
+            kind=DELIVERY_KIND,
+            messages=[
+                ({"order_id": o.pk, "booking_id": o.booking_id, "channel": c}, o.programme_id)
+                for o, c, _ in sendable
+            ],
+            max_attempts=_max_attempts(),
         )
         message_ids = [m.pk for m in messages]
     now = timezone.now()

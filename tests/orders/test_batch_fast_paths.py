@@ -366,3 +366,90 @@ def test_the_array_insert_keeps_every_text_as_given(programme):
     stored = dict(Member.objects.values_list("external_id", "name"))
     assert [stored[f"T{i}"] for i in range(len(names))] == names
     assert all(m.pk for m in members)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("approval_mode", ["auto", "manual"])
+def test_the_batch_s_hand_encoded_payloads_and_changes_say_what_the_dicts_say(
+    programme, make_campaign, approval_mode
+):
+    # given
+    campaign = make_campaign(programme, approval_mode=approval_mode)
+    # when
+    (order,) = order_issue_batch(
+        requests=[
+            IssuanceRequest(
+                campaign=campaign, recipient={"external_id": 'Q"1\\ü'}, reference='r"\\✓'
+            )
+        ],
+        source="upload",
+        actor=SYSTEM,
+    )
+    # then: the order events carry what event_emit's dicts carry
+    data = {
+        "booking_id": order.booking_id,
+        "order_id": order.pk,
+        "campaign_id": campaign.pk,
+        "member_external_id": 'Q"1\\ü',
+        "value": "500.00",
+        "currency": order.currency,
+        "source": "upload",
+        "status": order.status,
+        "approval_state": order.approval_state,
+        "is_test": False,
+        "reference": 'r"\\✓',
+    }
+    second = (
+        {"order.completed": {**data, "voucher_id": order.voucher_id}}
+        if approval_mode == "auto"
+        else {"order.pending_approval": data}
+    )
+    payloads = {
+        m.payload["type"]: m.payload["data"]
+        for m in OutboxMessage.objects.filter(payload__data__order_id=order.pk)
+        if m.payload["type"].startswith("order.")
+    }
+    assert payloads == {"order.created": data, **second}
+    # and the audit events the changes audit_log's dicts hold
+    changes = dict(AuditEvent.objects.values_list("action", "changes"))
+    assert changes["order.create"] == {
+        "booking_id": [None, order.booking_id],
+        "status": [None, order.status],
+        "approval_state": [None, order.approval_state],
+        "campaign": [None, campaign.pk],
+        "member": [None, order.member_id],
+        "value": [None, "500.00"],
+        "source": [None, "upload"],
+        "voucher": [None, order.voucher_id],
+        "is_test": [None, False],
+    }
+    if approval_mode == "auto":
+        assert changes["voucher.issue"] == {
+            "status": [None, "active"],
+            "member": [None, order.member_id],
+        }
+    assert audit_verify()[2] == []
+
+
+TEXTS = ["NULL", "", " ", "a,b", "{x}", 'say "hi"', "back\\slash", '\\"', "ü ✓ 'q'", "\t\n"]
+
+
+def test_the_all_strings_array_literal_is_the_element_by_element_one():
+    from plum.bulk import _array_literal, _quoted
+
+    assert _array_literal(TEXTS, "text") == "{" + ",".join(map(_quoted, TEXTS)) + "}"
+    assert _array_literal([*TEXTS, None], "text") == (
+        "{" + ",".join([*map(_quoted, TEXTS), "NULL"]) + "}"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+def test_the_array_insert_refuses_a_nul_as_the_driver_does(programme):
+    members = [
+        Member(programme=programme, external_id=f"N{i}", name="a\x00b" if i == 3 else "ok")
+        for i in range(VALUES_MAX_ROWS + 2)
+    ]
+    with pytest.raises(ValueError, match="NUL"), transaction.atomic():
+        rows_insert(Member, members, returning_pk=True)
+    assert Member.objects.count() == 0
