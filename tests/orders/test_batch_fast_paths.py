@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
+from campaigns.models import Voucher
 from orders.api.batch import BatchOrderRenderer, issuance_fast
 from orders.api.orders import IssuanceInput, OrderOutput, OrderRenderer
 from orders.errors import RecipientInvalidError
@@ -453,3 +454,62 @@ def test_the_array_insert_refuses_a_nul_as_the_driver_does(programme):
     with pytest.raises(ValueError, match="NUL"), transaction.atomic():
         rows_insert(Member, members, returning_pk=True)
     assert Member.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_colliding_codes_and_booking_ids_are_drawn_again_and_everything_names_the_new_ones(
+    campaign, monkeypatch
+):
+    # given: an order holding a booking id and a code; the next draws offer those first, and
+    # a booking id and a code twice within the batch
+    from campaigns.codes import CodeGenerator
+    from orders.services import batch as batch_service
+
+    first = order_issue_batch(
+        requests=[IssuanceRequest(campaign=campaign, recipient={"external_id": "E0"})],
+        source="api",
+        actor=SYSTEM,
+    )[0]
+    real_booking_ids, real_generate = batch_service.booking_ids_new, CodeGenerator.generate
+    bookings = iter([[first.booking_id, "PLM-AAAA-AAAA", "PLM-AAAA-AAAA"]])
+    codes = iter([[first.voucher.code, "SAMECODE-1", "SAMECODE-1"]])
+    monkeypatch.setattr(
+        batch_service, "booking_ids_new", lambda n: next(bookings, None) or real_booking_ids(n)
+    )
+    monkeypatch.setattr(
+        CodeGenerator, "generate", lambda self, n: next(codes, None) or real_generate(self, n)
+    )
+    # when
+    results = order_issue_batch(
+        requests=[
+            IssuanceRequest(campaign=campaign, recipient={"external_id": e})
+            for e in ("E1", "E2", "E3")
+        ],
+        source="api",
+        actor=SYSTEM,
+    )
+    # then: every item issued, with booking ids and codes of its own
+    assert [r.status for r in results] == ["completed"] * 3
+    assert results[1].booking_id == "PLM-AAAA-AAAA" and results[1].voucher.code == "SAMECODE-1"
+    orders = [first, *results]
+    assert len({o.booking_id for o in orders}) == len({o.voucher.code for o in orders}) == 4
+    stored = dict(Order.objects.values_list("pk", "booking_id"))
+    assert {o.pk: o.booking_id for o in orders} == stored
+    assert {o.voucher_id: o.voucher.code for o in orders} == dict(
+        Voucher.objects.values_list("pk", "code")
+    )
+    # and the audit events and order events name the booking ids and vouchers written
+    for order in results:
+        event = AuditEvent.objects.get(action="order.create", object_id=str(order.pk))
+        assert event.changes["booking_id"] == [None, order.booking_id]
+        assert event.changes["voucher"] == [None, order.voucher_id]
+        assert AuditEvent.objects.filter(
+            action="voucher.issue", object_id=str(order.voucher_id)
+        ).exists()
+        assert {
+            m.payload["data"]["booking_id"]
+            for m in OutboxMessage.objects.filter(
+                payload__data__order_id=order.pk, payload__type__startswith="order."
+            )
+        } == {order.booking_id}
+    assert audit_verify()[2] == []
