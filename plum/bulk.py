@@ -204,7 +204,9 @@ def columns_insert(
             alias = aliases[id(values)] = f"c{len(arrays)}"
             if is_json and not json_dumped:
                 values = [None if v is None else json.dumps(v) for v in values]
-            arrays.append(_array_literal(values, array_type))
+            arrays.append(
+                _array_literal(values, array_type) if array_type in _LITERAL_TYPES else values
+            )
             casts.append(f"%s::{array_type}[]")
         selects.append(f"u.{alias}::jsonb" if is_json else f"u.{alias}")
     quote = connection.ops.quote_name
@@ -236,6 +238,23 @@ def _quoted(value) -> str:
     if "\\" in text or '"' in text:
         text = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + text + '"'
+
+
+# The array types `_array_literal` writes; any other column's list is adapted by psycopg2.
+_LITERAL_TYPES = frozenset(
+    (
+        "bigint",
+        "integer",
+        "smallint",
+        "numeric",
+        "boolean",
+        "timestamp with time zone",
+        "date",
+        "text",
+        "uuid",
+        "inet",
+    )
+)
 
 
 def _array_literal(values: list, array_type: str) -> str:

@@ -29,6 +29,18 @@ campaigns/services/vouchers.py):
 Lock order (docs/concurrency.md): members (upsert) -> campaigns, in id order (counter UPDATE)
 -> campaign-member counters -> pooled vouchers (SKIP LOCKED, never waits), the issuing order of
 the single path, so a batch and single issuances cannot deadlock.
+
+Cost per item (the batch is meant to be much cheaper per reward than single issuances):
+- no model instance is constructed per row: rows are built as columns (plum.bulk
+  `columns_insert`: one array literal per column, constants sent once) and the orders,
+  vouchers and members returned are `instance_for` objects with their related rows cached;
+- order and voucher ids are drawn ahead (one `ids_next` statement), booking ids and codes
+  before the transaction; a unique collision is skipped by ON CONFLICT DO NOTHING and only
+  that row drawn again (no savepoint);
+- each item's audit entries (with the hash `event_content_hash` gives) and order events are
+  encoded before any campaign row is locked, so that the lock, held to the commit, covers the
+  set-based statements and little Python; what the claim changes (a pooled voucher, a redrawn
+  booking id) is rebuilt after it.
 """
 
 import hashlib
