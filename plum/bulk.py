@@ -7,11 +7,15 @@ logged like any other.
 - `rows_insert`: row objects (model instances or `Row`s). A few rows go as one VALUES list
   quoted by psycopg2 (as its `execute_values` does); more go through `columns_insert`.
 - `columns_insert`: column-major values, one Python list per column, sent as one array per
-  column: `INSERT ... SELECT * FROM unnest(%s::bigint[], %s::text[], ...)`. psycopg2 adapts a
-  list in C, so a thousand rows cost a few list comprehensions, not a thousand `mogrify`s.
-  Arrays are cast to the column's base type (text for varchar(n), numeric for numeric(p, s)):
-  the INSERT's assignment then checks lengths and precision as it does for any value, where a
-  cast to varchar(n) would silently truncate.
+  column: `INSERT ... SELECT ... FROM unnest(%s::bigint[], %s::text[], ...) WITH ORDINALITY`.
+  Each array goes as one array literal ('{...}', built by a few joins, read by the server's
+  array_in), so a thousand rows cost a few list comprehensions, not a thousand `mogrify`s or
+  an ARRAY[...] of a thousand parsed constants. A `Same` column (one value repeated) is one
+  parameter; `Stamps` (auto_now) are computed by the server from their start. Arrays are cast
+  to the column's base type (text for varchar(n), numeric for numeric(p, s)): the INSERT's
+  assignment then checks lengths and precision as it does for any value, where a cast to
+  varchar(n) would silently truncate.
+- `ids_next`: primary keys drawn ahead from the sequences, for rows that other rows point at.
 - `instance_for`: a model instance built without `Model.__init__` (every concrete field set),
   for code that renders or passes on rows it has just written."""
 
