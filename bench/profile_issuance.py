@@ -6,8 +6,9 @@ no load generator: the figure is the request path itself).
 
 Works in a scratch database `<name>_issprof` that it creates and drops. Prints statements per
 single issuance (and per transaction), CPU ms per single issuance, CPU ms per batch reward.
-With `--profile`, prints the top of a cProfile (CPU time, not wall time: waits on Postgres
-and Redis are not counted) of the single path and of the batch path.
+Prints the statements of one batch too; with `--statements`, lists them with their times. With
+`--profile`, prints the top of a cProfile (CPU time, not wall time: waits on Postgres and Redis
+are not counted) of the single path and of the batch path.
 PROFILE_SINGLES (200) and PROFILE_BATCHES (3 of PROFILE_BATCH_SIZE 1,000) set the sizes."""
 
 import cProfile
@@ -126,6 +127,13 @@ def main() -> None:
     )
 
     batch()  # warm-up
+    with CaptureQueriesContext(connection) as queries:
+        batch()
+    sqls = [q["sql"] for q in queries.captured_queries]
+    print(f"batch of {BATCH_SIZE}: {len(sqls)} statements")
+    if "--statements" in sys.argv:
+        for q in queries.captured_queries:
+            print(f"    {q['time']:>6}s  {q['sql'][:150]}")
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(BATCHES):
         batch()

@@ -17,7 +17,9 @@ and the receipt lock the order first although they only update its delivery_stat
 holds the order and inserts a delivery, and the one-open-delivery unique index makes that insert
 wait for a sender that is finishing, so the reverse order could deadlock."""
 
+from json.encoder import encode_basestring_ascii as _quote
 from time import monotonic
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -39,15 +41,17 @@ from orders.errors import (
 )
 from orders.models import DELIVERY_TRANSITIONS, Delivery, DeliveryAttempt, Order
 from plum.actors import Actor, SystemActor
-from plum.bulk import rows_insert
+from plum.bulk import Same, columns_insert, instance_for, rows_insert
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Channel, Member, OutboxMessage
 from plum.services.audit import audit_log
 from plum.services.events import event_emit, event_emit_many
 from plum.services.outbox import (
+    SWEEP_KICK_ABOVE,
     PermanentSendError,
     TransientSendError,
     outbox_enqueue_many,
+    outbox_schedule_sweeps,
     register_sender,
 )
 from plum.services.programmes import member_upsert
@@ -119,6 +123,7 @@ def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Deliv
         rows = sorted((o for o in orders if o.status == Order.Status.COMPLETED), key=lambda o: o.pk)
         if not rows:
             return []
+        return _deliveries_queue_fresh(rows, actor=actor)
     else:
         ids = sorted({order.pk for order in orders})
         if not ids:
@@ -183,6 +188,117 @@ def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Deliv
             Order.objects.filter(pk__in=stale).update(delivery_status=status)
         for order, _, _ in group:
             order.delivery_status = status
+    _queued_audit(created, actor=actor)
+    if failed:
+        event_emit_many(
+            event_type="delivery.failed",
+            events=[(d.programme_id, _failed_data(d, d.order)) for d in failed],
+        )
+    return created
+
+
+_DELIVERY_NAMES = [f.attname for f in Delivery._meta.concrete_fields]
+
+
+def _deliveries_queue_fresh(rows: list[Order], *, actor: Actor) -> list[Delivery]:
+    """`deliveries_queue(fresh=True)` for orders the caller just inserted (sorted by id), built
+    as columns, without a model instance per outbox message or delivery: the same rows, events,
+    audit event and on-commit scheduling as the general path."""
+    sendable, missing = [], []
+    for order in rows:
+        channel = delivery_channel_for(order=order)
+        destination = delivery_destination(member=order.member, channel=channel)
+        (sendable if destination else missing).append((order, channel, destination))
+    count = len(sendable)
+    if count > SWEEP_KICK_ABOVE:
+        # What outbox_enqueue_many writes and schedules for this many messages, in columns.
+        message_ids = [uuid4() for _ in range(count)]
+        now = timezone.now()
+        columns_insert(
+            OutboxMessage,
+            {
+                "id": message_ids,
+                "kind": Same(DELIVERY_KIND, count),
+                "programme_id": [o.programme_id for o, _, _ in sendable],
+                # {"order_id", "booking_id", "channel"} as JSON text (stored as jsonb)
+                "payload": [
+                    f'{{"order_id":{o.pk},"booking_id":{_quote(o.booking_id)},'
+                    f'"channel":{_quote(c)}}}'
+                    for o, c, _ in sendable
+                ],
+                "next_attempt_at": Same(now, count),
+                "max_attempts": Same(_max_attempts(), count),
+            },
+            json_dumped=True,
+        )
+        transaction.on_commit(lambda: outbox_schedule_sweeps(count))
+    else:
+        messages = outbox_enqueue_many(
+            kind=DELIVERY_KIND,
+            messages=[
+                ({"order_id": o.pk, "booking_id": o.booking_id, "channel": c}, o.programme_id)
+                for o, c, _ in sendable
+            ],
+            max_attempts=_max_attempts(),
+        )
+        message_ids = [m.pk for m in messages]
+    now = timezone.now()
+    ordered = [*sendable, *missing]
+    n = len(ordered)
+    failed_detail = {
+        channel: (
+            f"The member has no {'e-mail address' if channel == Channel.EMAIL else 'phone'}"
+            f" for {channel}."
+        )
+        for channel in Channel.values
+    }
+    k = len(sendable)
+    columns = {
+        "order_id": [o.pk for o, _, _ in ordered],
+        "programme_id": [o.programme_id for o, _, _ in ordered],
+        "campaign_id": [o.campaign_id for o, _, _ in ordered],
+        "channel": [c for _, c, _ in ordered],
+        "destination": [d for _, _, d in sendable] + [""] * (n - k),
+        "status": [Delivery.Status.PENDING] * k + [Delivery.Status.FAILED] * (n - k),
+        "outbox_message_id": [*message_ids, *([None] * (n - k))],
+        "reason": [""] * k + ["missing_contact"] * (n - k),
+        "reason_detail": [""] * k + [failed_detail[c] for _, c, _ in missing],
+        "failed_at": [None] * k + [now] * (n - k),
+        "is_test": [o.is_test for o, _, _ in ordered],
+    }
+    # Ids from RETURNING, in insertion order (as rows_insert reads them).
+    columns["id"] = [row[0] for row in columns_insert(Delivery, columns, returning=("id",))]
+    created = [
+        instance_for(
+            Delivery, {name: columns[name][i] for name in _DELIVERY_NAMES}, {"order": order}
+        )
+        for i, (order, _, _) in enumerate(ordered)
+    ]
+    stale = [o.pk for o, _, _ in missing if o.delivery_status != Order.DeliveryStatus.FAILED]
+    stale_pending = [
+        o.pk for o, _, _ in sendable if o.delivery_status != Order.DeliveryStatus.PENDING
+    ]
+    for status, pks in (
+        (Order.DeliveryStatus.PENDING, stale_pending),
+        (Order.DeliveryStatus.FAILED, stale),
+    ):
+        if pks:
+            Order.objects.filter(pk__in=pks).update(delivery_status=status)
+    for order, _, _ in sendable:
+        order.delivery_status = Order.DeliveryStatus.PENDING
+    for order, _, _ in missing:
+        order.delivery_status = Order.DeliveryStatus.FAILED
+    _queued_audit(created, actor=actor)
+    failed = created[k:]
+    if failed:
+        event_emit_many(
+            event_type="delivery.failed",
+            events=[(d.programme_id, _failed_data(d, d.order)) for d in failed],
+        )
+    return created
+
+
+def _queued_audit(created: list[Delivery], *, actor: Actor) -> None:
     by_programme: dict[int, list[Delivery]] = {}
     for delivery in created:
         by_programme.setdefault(delivery.programme_id, []).append(delivery)
@@ -200,12 +316,6 @@ def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Deliv
                 "failed": [None, [d.pk for d in group if d.status == Delivery.Status.FAILED]],
             },
         )
-    if failed:
-        event_emit_many(
-            event_type="delivery.failed",
-            events=[(d.programme_id, _failed_data(d, d.order)) for d in failed],
-        )
-    return created
 
 
 # --- status changes ----------------------------------------------------------------------------
