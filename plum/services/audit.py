@@ -15,8 +15,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from plum import context
+from plum import sql as raw
 from plum.actors import Actor, actor_fields
-from plum.bulk import rows_insert
 from plum.models import AuditEvent, AuditSeal, AuditSealItem
 
 GENESIS_HASH = "0" * 64
@@ -103,9 +103,9 @@ def audit_log(
         **actor_fields(actor),
     )
     event.hash = event_content_hash(event)
-    # One INSERT without the ORM's per-statement compilation (plum.bulk): services write
+    # One INSERT without the ORM's per-statement compilation (plum.sql): services write
     # several events per change, on their hottest paths.
-    rows_insert(AuditEvent, [event], returning_pk=True)
+    raw.row_insert(event)
     return event
 
 

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from plum import context
+from plum import sql as raw
 from plum.errors import (
     IdempotencyKeyAppliedError,
     IdempotencyKeyInUseError,
@@ -128,15 +129,33 @@ def idempotency_complete(
 ) -> int:
     # Only while this request still owns the key: a request taken over after the in-flight
     # timeout must not overwrite (or, below, free) its successor's claim.
-    return IdempotencyKey.objects.filter(
-        pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT, request_id=record.request_id
-    ).update(
-        state=IdempotencyKey.State.COMPLETE,
-        response_status=status,
-        response_body=body,
-        response_content_type=content_type,
-        completed_at=timezone.now(),
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _COMPLETE,
+            [
+                IdempotencyKey.State.COMPLETE,
+                status,
+                bytes(body),
+                content_type,
+                timezone.now(),
+                record.pk,
+                IdempotencyKey.State.IN_FLIGHT,
+                record.request_id,
+            ],
+        )
+        return cursor.rowcount
+
+
+# idempotency_complete's conditional UPDATE, by hand: it ends every idempotent request.
+_COMPLETE = (
+    f"UPDATE {raw.table(IdempotencyKey)} SET {raw.column(IdempotencyKey, 'state')} = %s, "  # noqa: S608
+    f"{raw.column(IdempotencyKey, 'response_status')} = %s, "
+    f"{raw.column(IdempotencyKey, 'response_body')} = %s, "
+    f"{raw.column(IdempotencyKey, 'response_content_type')} = %s, "
+    f"{raw.column(IdempotencyKey, 'completed_at')} = %s "
+    f"WHERE {raw.column(IdempotencyKey, 'id')} = %s AND {raw.column(IdempotencyKey, 'state')} = %s "
+    f"AND {raw.column(IdempotencyKey, 'request_id')} = %s"
+)
 
 
 def idempotency_release(*, record: IdempotencyKey) -> None:
