@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import cache
 
 from django.db import connection
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 
@@ -48,7 +49,9 @@ def _converters(model) -> list[tuple[int, list, object]]:
 
 def from_row(model, names: list[str], values) -> object:
     """A model instance of a row read by hand (every concrete field, in field order), as the
-    ORM builds one: each value through the field's converters, then `from_db`."""
+    ORM builds one (`Model.from_db`): each value through the field's converters, the instance
+    marked as loaded from the database. Without the constructor's per-field work, for models
+    with no init signal receivers."""
     plan = _converters(model)
     if plan:
         values = list(values)
@@ -57,7 +60,40 @@ def from_row(model, names: list[str], values) -> object:
             for converter in converters:
                 value = converter(value, col, connection)
             values[index] = value
-    return model.from_db("default", names, values)
+    obj = model.__new__(model)
+    obj.__dict__.update(zip(names, values, strict=True))
+    state = obj._state = ModelState()
+    state.adding = False
+    state.db = "default"
+    return obj
+
+
+@cache
+def _defaults(model) -> tuple[dict, dict]:
+    static, dynamic = {}, {}
+    for f in model._meta.concrete_fields:
+        if f.has_default() and callable(f.default):
+            dynamic[f.attname] = f.get_default
+        else:
+            static[f.attname] = f.get_default()
+    return static, dynamic
+
+
+def new(model, **values):
+    """A new (unsaved) instance of `model` from values by attname, every other field at its
+    default (a callable default called), as `model(**values)` builds it, without the
+    constructor's per-field argument handling (for models with no init signal receivers,
+    built several times per request: audit events, outbox messages)."""
+    static, dynamic = _defaults(model)
+    obj = model.__new__(model)
+    d = obj.__dict__
+    d.update(static)
+    for name, default in dynamic.items():
+        if name not in values:
+            d[name] = default()
+    d.update(values)
+    obj._state = ModelState()
+    return obj
 
 
 @cache
@@ -119,11 +155,12 @@ def row_insert(obj, *, conflict: tuple[str, ...] = (), now=None) -> bool:
     return True
 
 
-def rows_insert_keyed(objs: list, *, now=None) -> None:
-    """Insert model instances of one model whose primary keys are set in Python (UUIDs), in
-    one multi-row INSERT built from a per-model plan (`plum.bulk.rows_insert` for that case,
-    without quoting the values in Python first). auto_now / auto_now_add fields are set to
-    `now` plus the row's index in microseconds, as rows_insert does."""
+def rows_insert_plain(objs: list, *, now=None) -> None:
+    """Insert model instances of one model in one multi-row INSERT built from a per-model
+    plan (`plum.bulk.rows_insert` without quoting the values in Python first). Keys set in
+    Python (UUIDs) are sent; otherwise the database draws them and each instance gets its own
+    from RETURNING, in the order given. auto_now / auto_now_add fields are set to `now` plus
+    the row's index in microseconds, as rows_insert does."""
     if not objs:
         return
     if connection.vendor != "postgresql":
@@ -131,8 +168,10 @@ def rows_insert_keyed(objs: list, *, now=None) -> None:
         return
     from psycopg2.extras import Json
 
-    sql, names, auto, json_fields = _insert_plan(type(objs[0]), True, (), False)
-    head, _, template = sql.partition(" VALUES ")
+    with_pk = objs[0].pk is not None
+    sql, names, auto, json_fields = _insert_plan(type(objs[0]), with_pk, (), not with_pk)
+    head, _, rest = sql.partition(" VALUES ")
+    template, _, returning = rest.partition(" RETURNING ")
     stamp = now or timezone.now()
     params = []
     for index, obj in enumerate(objs):
@@ -142,7 +181,20 @@ def rows_insert_keyed(objs: list, *, now=None) -> None:
                 setattr(obj, name, at)
         d = obj.__dict__
         params.extend(Json(d[n]) if n in json_fields else d[n] for n in names)
+    sql = f"{head} VALUES {', '.join([template] * len(objs))}"
     with connection.cursor() as cursor:
-        cursor.execute(f"{head} VALUES {', '.join([template] * len(objs))}", params)
+        if with_pk:
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(f"{sql} RETURNING {returning}", params)
+            for obj, row in zip(objs, cursor.fetchall(), strict=True):
+                obj.pk = row[0]
     for obj in objs:
         obj._state.adding = False
+
+
+def rows_insert_keyed(objs: list, *, now=None) -> None:
+    """`rows_insert_plain` for instances whose primary keys are set in Python (UUIDs)."""
+    if objs and objs[0].pk is None:
+        raise ValueError("rows_insert_keyed needs keys set in Python")
+    rows_insert_plain(objs, now=now)

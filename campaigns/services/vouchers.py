@@ -288,17 +288,22 @@ def _create_generated(campaign: Campaign, *, value: Decimal, is_test: bool, **fi
     Postgres one `INSERT ... ON CONFLICT (code) DO NOTHING RETURNING`: a collision inserts
     nothing, with no savepoint around the insert."""
     generator = _code_generator(campaign.code_prefix, campaign.code_length)
+    member = fields.pop("member")
     for _ in range(5):
-        voucher = Voucher(
+        voucher = raw.new(
+            Voucher,
             code=generator.generate(1)[0],
-            campaign=campaign,
+            campaign_id=campaign.pk,
             programme_id=campaign.programme_id,
+            member_id=member.pk,
             face_value=value,
             balance=value,
             currency=campaign.currency,
             is_test=is_test,
             **fields,
         )
+        Voucher.campaign.field.set_cached_value(voucher, campaign)
+        Voucher.member.field.set_cached_value(voucher, member)
         if connection.vendor == "postgresql":
             if raw.row_insert(voucher, conflict=("code",)):
                 return voucher

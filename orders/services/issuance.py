@@ -50,8 +50,9 @@ from plum import sql as raw
 from plum.actors import Actor
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
-from plum.services.audit import audit_log
+from plum.services.audit import audit_batch, audit_log
 from plum.services.events import event_emit, events_emit
+from plum.services.outbox import outbox_batch
 from plum.services.programmes import MEMBER_FIELDS, member_upsert
 from wallets.models import Reason
 from wallets.services import points_burn, transaction_reverse
@@ -136,12 +137,14 @@ def _issue(
         raise InvalidInputError(fields={"source": [f"Unknown source {source!r}."]})
     value = _checked_value(campaign, value)
     now = timezone.now()
-    order = Order(
-        # The campaign's programme object when loaded (the API's scoped read joins it): the
-        # delivery's channel and the rendered order read it without another query.
-        programme=campaign.programme,
-        campaign=campaign,
-        member=member,
+    # The campaign's programme object when loaded (the API's scoped read joins it): the
+    # delivery's channel and the rendered order read it without another query.
+    programme = campaign.programme
+    order = raw.new(
+        Order,
+        programme_id=programme.pk,
+        campaign_id=campaign.pk,
+        member_id=member.pk,
         value=value,
         currency=campaign.currency,
         source=source,
@@ -149,6 +152,9 @@ def _issue(
         is_test=is_test,
         points=points,
     )
+    Order.programme.field.set_cached_value(order, programme)
+    Order.campaign.field.set_cached_value(order, campaign)
+    Order.member.field.set_cached_value(order, member)
     if campaign.approval_mode == Campaign.ApprovalMode.MANUAL:
         # Held for approval: no counter is taken until an approver fulfils it, but a campaign
         # that is not issuing refuses at once rather than filling the queue.
@@ -324,19 +330,22 @@ def order_issue_to_recipient(
     either. `on_issued(order)` runs last inside that transaction: the API stores its
     idempotent response there, so the order and the response commit together."""
     with transaction.atomic(durable=True):
-        # Any refusal fails this whole transaction: no savepoint around the member upsert.
-        member = recipient_upsert(
-            programme=campaign.programme, recipient=recipient, actor=actor, savepoint=False
-        )
-        order = _issue(
-            campaign=campaign,
-            member=member,
-            value=value,
-            source=source,
-            reference=reference,
-            actor=actor,
-            is_test=is_test,
-        )
+        # Any refusal fails this whole transaction: no savepoint around the member upsert, the
+        # audit events (member, voucher, order, delivery) written in one INSERT at the end, and
+        # the outbox messages (the order's events, its delivery's message) in another.
+        with audit_batch(), outbox_batch():
+            member = recipient_upsert(
+                programme=campaign.programme, recipient=recipient, actor=actor, savepoint=False
+            )
+            order = _issue(
+                campaign=campaign,
+                member=member,
+                value=value,
+                source=source,
+                reference=reference,
+                actor=actor,
+                is_test=is_test,
+            )
         if on_issued is not None:
             on_issued(order)
         return order

@@ -111,15 +111,17 @@ def _claim(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyKey |
         row = cursor.fetchone()
     if row is None:
         return None
-    record = IdempotencyKey(
-        pk=row[0],
-        client=client,
+    record = raw.new(
+        IdempotencyKey,
+        id=row[0],
+        client_id=client.pk,
         key=key,
         fingerprint=fingerprint,
         state=IdempotencyKey.State.IN_FLIGHT,
         created_at=now,
         request_id=request_id,
     )
+    IdempotencyKey.client.field.set_cached_value(record, client)
     record._state.adding = False
     return record
 

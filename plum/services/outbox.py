@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -74,7 +75,7 @@ def outbox_enqueue(
         next_attempt_at=timezone.now(),
         max_attempts=max_attempts or settings.OUTBOX_MAX_ATTEMPTS,
     )
-    raw.rows_insert_keyed([message])
+    _insert([message])
     _publish_on_commit([message.pk])
     return message
 
@@ -89,7 +90,8 @@ def outbox_enqueue_many(
         raise ValueError(f"No outbox sender is registered for {kind!r}")
     now = timezone.now()
     rows = [
-        OutboxMessage(
+        raw.new(
+            OutboxMessage,
             id=uuid4(),
             kind=kind,
             payload=payload,
@@ -99,9 +101,45 @@ def outbox_enqueue_many(
         )
         for payload, programme_id in messages
     ]
-    raw.rows_insert_keyed(rows, now=now)
+    _insert(rows, now=now)
     _publish_on_commit([row.pk for row in rows])
     return rows
+
+
+def _insert(rows: list, now=None) -> None:
+    conn = transaction.get_connection()
+    batch = getattr(conn, "_plum_outbox_batch", None)
+    if batch is not None and batch[0] == _savepoints(conn):
+        batch[1].extend(rows)  # written at the end of the outbox_batch block
+        return
+    raw.rows_insert_keyed(rows, now=now)
+
+
+def _savepoints(conn) -> list:
+    # An atomic block without a savepoint stands in the list as None.
+    return [sid for sid in conn.savepoint_ids if sid is not None]
+
+
+@contextmanager
+def outbox_batch():
+    """Inside the block, the messages `outbox_enqueue` and `outbox_enqueue_many` write are
+    inserted in one INSERT when the block ends without an error (in the order written), instead
+    of one INSERT per call. Their ids are drawn at once, so rows written in the block may point
+    at them (foreign keys to the outbox are checked at commit). Use it inside the transaction
+    that causes the messages; nothing inside the block may read them back. A message written
+    inside a savepoint opened in the block is inserted at once, as without the block. Nested
+    blocks join the outermost one."""
+    conn = transaction.get_connection()
+    if getattr(conn, "_plum_outbox_batch", None) is not None:
+        yield
+        return
+    rows: list[OutboxMessage] = []
+    conn._plum_outbox_batch = (_savepoints(conn), rows)
+    try:
+        yield
+    finally:
+        conn._plum_outbox_batch = None
+    raw.rows_insert_keyed(rows)
 
 
 class _Publish:
@@ -144,12 +182,12 @@ def _publish_on_commit(ids: list) -> None:
     if (
         pending is not None
         and not pending.done
-        and pending.savepoints <= set(conn.savepoint_ids)
+        and pending.savepoints <= set(conn.savepoint_ids) - {None}
         and any(hook is pending for _, hook, _ in conn.run_on_commit)
     ):
         pending.ids.extend(ids)
         return
-    pending = _Publish(set(conn.savepoint_ids))
+    pending = _Publish(set(conn.savepoint_ids) - {None})
     pending.ids.extend(ids)
     conn._plum_outbox_publish = pending
     transaction.on_commit(pending)

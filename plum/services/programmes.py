@@ -104,7 +104,8 @@ def member_upsert(
     with transaction.atomic(savepoint=savepoint):
         member = _member_lock(programme, external_id)
         if member is None:
-            candidate = Member(programme=programme, external_id=external_id, **data)
+            candidate = raw.new(Member, programme_id=programme.pk, external_id=external_id, **data)
+            Member.programme.field.set_cached_value(candidate, programme)
             # The member's CHECK constraints (E.164 phone, external id set) repeat its field
             # validators, which full_clean runs in Python; validating the constraints too would
             # ask the database (a savepoint and a SELECT each) what the validators already

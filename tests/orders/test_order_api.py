@@ -515,17 +515,15 @@ SINGLE_ISSUANCE_STATEMENTS = [
     # member_upsert without a savepoint of its own: any refusal fails the whole transaction
     "SELECT plum_member",  # FOR UPDATE
     "INSERT plum_member",  # ON CONFLICT (programme, external_id) DO NOTHING
-    "INSERT plum_auditevent",  # member.create
     "UPDATE campaigns_campaign",  # the conditional counter UPDATE
     "SELECT campaigns_voucher",  # a pooled code, SKIP LOCKED
     "INSERT campaigns_voucher",  # a generated code, ON CONFLICT (code) DO NOTHING
-    "INSERT plum_auditevent",  # voucher.issue
     "INSERT orders_order",  # ON CONFLICT (booking_id) DO NOTHING
-    "INSERT plum_auditevent",  # order.create
-    "INSERT plum_outboxmessage",  # order.created + order.completed
-    "INSERT plum_outboxmessage",  # the delivery's message
     "INSERT orders_delivery",
-    "INSERT plum_auditevent",  # delivery.queue
+    # order.created, order.completed and the delivery's message: one INSERT (outbox_batch)
+    "INSERT plum_outboxmessage",
+    # member.create, voucher.issue, order.create, delivery.queue: one INSERT (audit_batch)
+    "INSERT plum_auditevent",
     "UPDATE plum_idempotencykey",  # the stored response, in the issuing transaction
     "RELEASE",
 ]
