@@ -6,6 +6,7 @@ metadata (table and column names), and run through Django's cursor, so they are 
 logged like any other; rows come back as model instances through `Model.from_db`, as the ORM
 would build them."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 
@@ -182,15 +183,101 @@ def rows_insert_plain(objs: list, *, now=None) -> None:
         d = obj.__dict__
         params.extend(Json(d[n]) if n in json_fields else d[n] for n in names)
     sql = f"{head} VALUES {', '.join([template] * len(objs))}"
+
+    def inserted(pks: list | None) -> None:
+        for obj, pk in zip(objs, pks or [obj.pk for obj in objs], strict=True):
+            obj.pk = pk
+            obj._state.adding = False
+
+    if with_pk:
+        execute(sql, params, then=inserted)
+    else:
+        execute(sql, params, returning=returning, then=inserted)
+
+
+# --- deferred writes ----------------------------------------------------------------------
+
+
+class _Deferred:
+    def __init__(self, savepoints: list):
+        self.savepoints = savepoints
+        self.parts: list[tuple[str, list, str | None, object]] = []
+
+
+def _savepoints(conn) -> list:
+    # An atomic block without a savepoint stands in the list as None.
+    return [sid for sid in conn.savepoint_ids if sid is not None]
+
+
+def execute(sql: str, params: list, *, returning: str | None = None, then=None) -> int | None:
+    """Run a write whose outcome nobody reads before the end of the enclosing
+    `deferred_writes` block, if there is one (then it joins that block's one statement, and
+    None is returned), else at once (the number of rows it wrote is returned). `returning`
+    names one column to return; `then(values)` gets its values (None without `returning`)
+    once the statement has run."""
+    batch = getattr(connection, "_plum_deferred", None)
+    if batch is not None and batch.savepoints == _savepoints(connection):
+        batch.parts.append((sql, params, returning, then))
+        return None
+    return _run([(sql, params, returning, then)])
+
+
+def _run(parts: list) -> int | None:
+    if len(parts) == 1:
+        sql, params, returning, then = parts[0]
+        with connection.cursor() as cursor:
+            if returning:
+                cursor.execute(f"{sql} RETURNING {returning}", params)
+                values = [row[0] for row in cursor.fetchall()]
+            else:
+                cursor.execute(sql, params)
+                values = None
+            count = cursor.rowcount
+        if then is not None:
+            then(values)
+        return count
+    # Several writes in one statement, each a data-modifying WITH query: each runs exactly
+    # once, to completion, whether or not anything reads its rows; the final SELECT returns
+    # what the ones with `returning` return, tagged by their position.
+    ctes, selects, all_params = [], [], []
+    for index, (sql, params, returning, _) in enumerate(parts):
+        if returning:
+            sql = f"{sql} RETURNING {returning} AS v"
+            selects.append(f"SELECT {index} AS part, v::text AS v FROM w{index}")  # noqa: S608
+        ctes.append(f"w{index} AS ({sql})")
+        all_params.extend(params)
+    select = " UNION ALL ".join(selects) if selects else "SELECT NULL::int, NULL::text WHERE false"
     with connection.cursor() as cursor:
-        if with_pk:
-            cursor.execute(sql, params)
-        else:
-            cursor.execute(f"{sql} RETURNING {returning}", params)
-            for obj, row in zip(objs, cursor.fetchall(), strict=True):
-                obj.pk = row[0]
-    for obj in objs:
-        obj._state.adding = False
+        cursor.execute(f"WITH {', '.join(ctes)} {select}", all_params)
+        rows = cursor.fetchall()
+    returned: dict[int, list] = {}
+    for part, value in rows:
+        returned.setdefault(part, []).append(value)
+    for index, (_, _, returning, then) in enumerate(parts):
+        if then is not None:
+            then([int(v) for v in returned.get(index, [])] if returning else None)
+    return None
+
+
+@contextmanager
+def deferred_writes():
+    """Inside the block, the writes that go through `execute` (the audit and outbox batches'
+    INSERTs, the idempotency key's stored response) are collected and run as one statement
+    when the block ends without an error. Use it inside the transaction that makes them, for a
+    request whose last writes nobody reads before it commits (the single issuance); writes
+    made inside a savepoint opened in the block run at once. Nested blocks join the outermost
+    one."""
+    conn = connection
+    if getattr(conn, "_plum_deferred", None) is not None:
+        yield
+        return
+    batch = conn._plum_deferred = _Deferred(_savepoints(conn))
+    try:
+        yield
+    finally:
+        conn._plum_deferred = None
+    if batch.parts:
+        _run(batch.parts)
 
 
 def rows_insert_keyed(objs: list, *, now=None) -> None:

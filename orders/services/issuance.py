@@ -330,24 +330,29 @@ def order_issue_to_recipient(
     either. `on_issued(order)` runs last inside that transaction: the API stores its
     idempotent response there, so the order and the response commit together."""
     with transaction.atomic(durable=True):
-        # Any refusal fails this whole transaction: no savepoint around the member upsert, the
-        # audit events (member, voucher, order, delivery) written in one INSERT at the end, and
-        # the outbox messages (the order's events, its delivery's message) in another.
-        with audit_batch(), outbox_batch():
-            member = recipient_upsert(
-                programme=campaign.programme, recipient=recipient, actor=actor, savepoint=False
-            )
-            order = _issue(
-                campaign=campaign,
-                member=member,
-                value=value,
-                source=source,
-                reference=reference,
-                actor=actor,
-                is_test=is_test,
-            )
-        if on_issued is not None:
-            on_issued(order)
+        # Any refusal fails this whole transaction: no savepoint around the member upsert; the
+        # outbox messages (the order's events, its delivery's message), the audit events
+        # (member, voucher, order, delivery) and the stored response (on_issued) are written
+        # by one statement at the end, which nothing before the commit reads.
+        with raw.deferred_writes():
+            with audit_batch(), outbox_batch():
+                member = recipient_upsert(
+                    programme=campaign.programme,
+                    recipient=recipient,
+                    actor=actor,
+                    savepoint=False,
+                )
+                order = _issue(
+                    campaign=campaign,
+                    member=member,
+                    value=value,
+                    source=source,
+                    reference=reference,
+                    actor=actor,
+                    is_test=is_test,
+                )
+            if on_issued is not None:
+                on_issued(order)
         return order
 
 

@@ -128,24 +128,26 @@ def _claim(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyKey |
 
 def idempotency_complete(
     *, record: IdempotencyKey, status: int, body: bytes, content_type: str
-) -> int:
+) -> int | None:
+    """Store the response under the key: the number of keys updated (0 when the request no
+    longer owns it). Inside a `plum.sql.deferred_writes` block (the single issuance's
+    transaction) the UPDATE joins the block's one statement at its end, and None is
+    returned."""
     # Only while this request still owns the key: a request taken over after the in-flight
     # timeout must not overwrite (or, below, free) its successor's claim.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _COMPLETE,
-            [
-                IdempotencyKey.State.COMPLETE,
-                status,
-                bytes(body),
-                content_type,
-                timezone.now(),
-                record.pk,
-                IdempotencyKey.State.IN_FLIGHT,
-                record.request_id,
-            ],
-        )
-        return cursor.rowcount
+    return raw.execute(
+        _COMPLETE,
+        [
+            IdempotencyKey.State.COMPLETE,
+            status,
+            bytes(body),
+            content_type,
+            timezone.now(),
+            record.pk,
+            IdempotencyKey.State.IN_FLIGHT,
+            record.request_id,
+        ],
+    )
 
 
 # idempotency_complete's conditional UPDATE, by hand: it ends every idempotent request.

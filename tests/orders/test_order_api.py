@@ -498,6 +498,9 @@ def _statement(sql: str) -> str:
     first table, enough to see which part of the request a statement belongs to."""
     words = sql.replace('"', "").split()
     verb = words[0].upper()
+    if verb == "WITH":  # several writes in one statement (plum.sql.deferred_writes)
+        parts = sql.replace('"', "").split(" AS (")[1:]
+        return "WITH " + ", ".join(_statement(part) for part in parts)
     if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"):
         return verb
     keyword = {"INSERT": "INTO", "UPDATE": "UPDATE", "SELECT": "FROM", "DELETE": "FROM"}[verb]
@@ -520,11 +523,10 @@ SINGLE_ISSUANCE_STATEMENTS = [
     "INSERT campaigns_voucher",  # a generated code, ON CONFLICT (code) DO NOTHING
     "INSERT orders_order",  # ON CONFLICT (booking_id) DO NOTHING
     "INSERT orders_delivery",
-    # order.created, order.completed and the delivery's message: one INSERT (outbox_batch)
-    "INSERT plum_outboxmessage",
-    # member.create, voucher.issue, order.create, delivery.queue: one INSERT (audit_batch)
-    "INSERT plum_auditevent",
-    "UPDATE plum_idempotencykey",  # the stored response, in the issuing transaction
+    # One statement at the end (deferred_writes): order.created, order.completed and the
+    # delivery's message (outbox_batch); member.create, voucher.issue, order.create and
+    # delivery.queue (audit_batch); the stored response, in the issuing transaction.
+    "WITH INSERT plum_outboxmessage, INSERT plum_auditevent, UPDATE plum_idempotencykey",
     "RELEASE",
 ]
 
