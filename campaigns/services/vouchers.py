@@ -114,16 +114,27 @@ def campaign_is_issuing(campaign_id: int, now: datetime) -> bool:
         return cursor.fetchone() is not None
 
 
-def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> None:
+def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> Voucher | None:
     """Take one reward of `value` from the campaign's limits, or raise saying which limit
-    refused. Conditional UPDATEs: the row count decides, no read-then-write."""
+    refused. Conditional UPDATEs: the row count decides, no read-then-write. In the same
+    statement, once the counters are taken, claim the pool's first available code of this
+    value that no concurrent issue holds (SKIP LOCKED), as `_pooled_claim` does: returned, or
+    None when the pool has none."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            _COUNTS_TAKE,
-            {"id": campaign.pk, "active": Campaign.Status.ACTIVE, "now": now, "value": value},
+            _COUNTS_TAKE_AND_CLAIM,
+            {
+                "id": campaign.pk,
+                "active": Campaign.Status.ACTIVE,
+                "now": now,
+                "value": value,
+                "available": S.AVAILABLE,
+                "is_test": False,
+            },
         )
-        taken = cursor.fetchone()
+        row = cursor.fetchone()
+    taken = None if row is None else row[:5]
     if taken is None:
         current = Campaign.objects.get(pk=campaign.pk)
         if not campaign_is_issuing(campaign.pk, now):
@@ -141,6 +152,8 @@ def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> None:
                 capped = cursor.fetchone()
         if capped is None:
             raise MemberCapReachedError()
+    pooled = row[5:]
+    return None if pooled[0] is None else raw.from_row(Voucher, _VOUCHER_NAMES, pooled)
 
 
 BUDGET_THRESHOLDS = (80, 100)
@@ -222,8 +235,9 @@ def voucher_issue(
         if is_test:
             if not campaign_is_issuing(campaign.pk, timezone.now()):
                 raise CampaignNotActiveError()
+            pooled = _pooled_claim(campaign.pk, is_test=is_test, value=value)
         else:
-            _counts_for(campaign, member, value)
+            pooled = _counts_for(campaign, member, value)  # with the pool's claim
         now = timezone.now()
         fields = {
             "status": S.ACTIVE,
@@ -231,7 +245,6 @@ def voucher_issue(
             "issued_at": now,
             "expires_at": _expiry_for(campaign, now),
         }
-        pooled = _pooled_claim(campaign.pk, is_test=is_test, value=value)
         if pooled is not None:
             # A pooled code may carry its own expiry (imported, or extended in the pool):
             # the earlier of it and the campaign's rule holds.
@@ -267,6 +280,21 @@ _POOLED_CLAIM = (
     f"WHERE {raw.column(Voucher, 'campaign')} = %s AND {raw.column(Voucher, 'status')} = %s "
     f"AND {raw.column(Voucher, 'is_test')} = %s AND {raw.column(Voucher, 'face_value')} = %s "
     f"ORDER BY {raw.column(Voucher, 'id')} ASC LIMIT 1 FOR UPDATE OF {_V} SKIP LOCKED"
+)
+
+
+# The counter UPDATE and, only once it has taken the counts, the pool's claim, in one round
+# trip: the claim is the statement above (`_POOLED_CLAIM`), made to wait for the UPDATE by
+# reading its result.
+_COUNTS_TAKE_AND_CLAIM = (
+    f"WITH c AS ({_COUNTS_TAKE}), "  # noqa: S608 - the models' own names
+    f"v AS (SELECT {raw.select_list(Voucher)} FROM {_V} "
+    f"WHERE {raw.column(Voucher, 'campaign')} = %(id)s "
+    f"AND {raw.column(Voucher, 'status')} = %(available)s "
+    f"AND {raw.column(Voucher, 'is_test')} = %(is_test)s "
+    f"AND {raw.column(Voucher, 'face_value')} = %(value)s AND EXISTS (SELECT 1 FROM c) "
+    f"ORDER BY {raw.column(Voucher, 'id')} ASC LIMIT 1 FOR UPDATE OF {_V} SKIP LOCKED) "
+    "SELECT c.*, v.* FROM c LEFT JOIN v ON true"
 )
 
 

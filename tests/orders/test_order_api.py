@@ -518,8 +518,8 @@ SINGLE_ISSUANCE_STATEMENTS = [
     # member_upsert without a savepoint of its own: any refusal fails the whole transaction
     "SELECT plum_member",  # FOR UPDATE
     "INSERT plum_member",  # ON CONFLICT (programme, external_id) DO NOTHING
-    "UPDATE campaigns_campaign",  # the conditional counter UPDATE
-    "SELECT campaigns_voucher",  # a pooled code, SKIP LOCKED
+    # the conditional counter UPDATE and, in the same statement, a pooled code (SKIP LOCKED)
+    "WITH UPDATE campaigns_campaign, SELECT campaigns_voucher",
     "INSERT campaigns_voucher",  # a generated code, ON CONFLICT (code) DO NOTHING
     "INSERT orders_order",  # ON CONFLICT (booking_id) DO NOTHING
     "INSERT orders_delivery",
