@@ -185,7 +185,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, reusing its client objects (plum/cache.py).
+            "BACKEND": "plum.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "plum",
             # A Redis that is down or hung must not hold a request: fail within seconds.

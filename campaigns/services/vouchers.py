@@ -11,6 +11,7 @@ Invariants (see docs/concurrency.md):
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
@@ -42,8 +43,8 @@ from campaigns.models import (
     Voucher,
     VoucherStatus,
 )
+from plum import sql as raw
 from plum.actors import SYSTEM, Actor
-from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Job, Member
 from plum.services.audit import audit_log
@@ -65,49 +66,112 @@ def _expiry_for(campaign: Campaign, issued_at: datetime) -> datetime | None:
     return None
 
 
-def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> None:
+# The conditional counter UPDATE of `_counts_for`, by hand (the ORM compiled it on every
+# issue): Campaign.objects.issuing(now) (active, started, not ended), then max rewards and
+# budget. RETURNING the counts after it, for the threshold events, under the row lock it takes.
+_C = raw.table(Campaign)
+
+
+def _c(name: str) -> str:
+    return raw.column(Campaign, name)
+
+
+_ISSUING = (
+    f"{_c('status')} = %(active)s AND {_c('starts_at')} <= %(now)s "
+    f"AND ({_c('ends_at')} IS NULL OR {_c('ends_at')} > %(now)s)"
+)
+_COUNTS_TAKE = (
+    f"UPDATE {_C} SET {_c('issued_count')} = {_c('issued_count')} + 1, "  # noqa: S608
+    f"{_c('issued_value')} = {_c('issued_value')} + %(value)s "
+    f"WHERE {_c('id')} = %(id)s AND {_ISSUING} "
+    f"AND ({_c('max_rewards')} IS NULL OR {_c('issued_count')} < {_c('max_rewards')}) "
+    f"AND ({_c('budget')} IS NULL OR {_c('issued_value')} <= {_c('budget')} - %(value)s) "
+    f"RETURNING {_c('issued_count')}, {_c('issued_value')}, {_c('max_rewards')}, "
+    f"{_c('budget')}, {_c('programme')}"
+)
+_IS_ISSUING = f"SELECT 1 FROM {_C} WHERE {_c('id')} = %(id)s AND {_ISSUING} LIMIT 1"  # noqa: S608
+# The per-member cap in one statement: the counter row is created at 1, or moved by one while
+# under the cap (ON CONFLICT DO UPDATE locks the row and re-checks the condition on its latest
+# version, so parallel issues to one member stop exactly at the cap). Nothing returned: capped.
+_M = raw.table(CampaignMemberCounter)
+_M_CAMPAIGN, _M_MEMBER, _M_ISSUED = (
+    raw.column(CampaignMemberCounter, n) for n in ("campaign", "member", "issued")
+)
+_MEMBER_TAKE = (
+    f"INSERT INTO {_M} ({_M_CAMPAIGN}, {_M_MEMBER}, {_M_ISSUED}) VALUES (%s, %s, 1) "  # noqa: S608
+    f"ON CONFLICT ({_M_CAMPAIGN}, {_M_MEMBER}) DO UPDATE "
+    f"SET {_M_ISSUED} = {_M}.{_M_ISSUED} + 1 WHERE {_M}.{_M_ISSUED} < %s "
+    f"RETURNING {_M_ISSUED}"
+)
+
+
+def campaign_is_issuing(campaign_id: int, now: datetime) -> bool:
+    """`Campaign.objects.issuing(now).filter(pk=campaign_id).exists()`, by hand."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _IS_ISSUING, {"id": campaign_id, "active": Campaign.Status.ACTIVE, "now": now}
+        )
+        return cursor.fetchone() is not None
+
+
+def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> Voucher | None:
     """Take one reward of `value` from the campaign's limits, or raise saying which limit
-    refused. Conditional UPDATEs: the row count decides, no read-then-write."""
+    refused. Conditional UPDATEs: the row count decides, no read-then-write. In the same
+    statement, once the counters are taken, claim the pool's first available code of this
+    value that no concurrent issue holds (SKIP LOCKED), as `_pooled_claim` does: returned, or
+    None when the pool has none."""
     now = timezone.now()
-    taken = (
-        Campaign.objects.issuing(now)
-        .filter(pk=campaign.pk)
-        .filter(Q(max_rewards__isnull=True) | Q(issued_count__lt=F("max_rewards")))
-        .filter(Q(budget__isnull=True) | Q(issued_value__lte=F("budget") - value))
-        .update(issued_count=F("issued_count") + 1, issued_value=F("issued_value") + value)
-    )
-    if not taken:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _COUNTS_TAKE_AND_CLAIM,
+            {
+                "id": campaign.pk,
+                "active": Campaign.Status.ACTIVE,
+                "now": now,
+                "value": value,
+                "available": S.AVAILABLE,
+                "is_test": False,
+            },
+        )
+        row = cursor.fetchone()
+    taken = None if row is None else row[:5]
+    if taken is None:
         current = Campaign.objects.get(pk=campaign.pk)
-        if not Campaign.objects.issuing(now).filter(pk=campaign.pk).exists():
+        if not campaign_is_issuing(campaign.pk, now):
             raise CampaignNotActiveError()
         if current.max_rewards is not None and current.issued_count >= current.max_rewards:
             raise CampaignExhaustedError()
         raise BudgetExhaustedError(remaining=str(current.budget - current.issued_value))
     if campaign.max_rewards is not None or campaign.budget is not None:
-        _emit_thresholds_crossed(campaign.pk, value)
+        _emit_thresholds_crossed(campaign.pk, value, row=taken)
     if campaign.per_member_cap is not None:
-        CampaignMemberCounter.objects.bulk_create(
-            [CampaignMemberCounter(campaign=campaign, member=member)], ignore_conflicts=True
-        )
-        capped = CampaignMemberCounter.objects.filter(
-            campaign=campaign, member=member, issued__lt=campaign.per_member_cap
-        ).update(issued=F("issued") + 1)
-        if not capped:
+        capped = None
+        if campaign.per_member_cap > 0:
+            with connection.cursor() as cursor:
+                cursor.execute(_MEMBER_TAKE, [campaign.pk, member.pk, campaign.per_member_cap])
+                capped = cursor.fetchone()
+        if capped is None:
             raise MemberCapReachedError()
+    pooled = row[5:]
+    return None if pooled[0] is None else raw.from_row(Voucher, _VOUCHER_NAMES, pooled)
 
 
 BUDGET_THRESHOLDS = (80, 100)
 
 
-def _emit_thresholds_crossed(campaign_id: int, value: Decimal) -> None:
+def _emit_thresholds_crossed(campaign_id: int, value: Decimal, row: tuple | None = None) -> None:
     """`campaign.budget_threshold` when this issue crossed 80% / 100% of the budget or of max
     rewards. Our counter UPDATE holds the campaign row until commit, so the counts read here
-    are exactly ours; the once-key (plum EventOnce) makes each threshold fire once per
-    campaign, even when counts are given back and crossed again."""
-    row = Campaign.objects.filter(pk=campaign_id).values_list(
-        "issued_count", "issued_value", "max_rewards", "budget", "programme_id"
-    )
-    count, used, max_rewards, budget, programme_id = row.get()
+    (or returned by that UPDATE: `row`) are exactly ours; the once-key (plum EventOnce) makes
+    each threshold fire once per campaign, even when counts are given back and crossed
+    again."""
+    if row is None:
+        row = (
+            Campaign.objects.filter(pk=campaign_id)
+            .values_list("issued_count", "issued_value", "max_rewards", "budget", "programme_id")
+            .get()
+        )
+    count, used, max_rewards, budget, programme_id = row
     for kind, after, before, limit in (
         ("count", count, count - 1, max_rewards),
         ("budget", used, used - value, budget),
@@ -169,10 +233,11 @@ def voucher_issue(
         raise InvalidInputError(fields={"value": ["The reward is not sold at this value."]})
     with transaction.atomic(savepoint=False):
         if is_test:
-            if not Campaign.objects.issuing(timezone.now()).filter(pk=campaign.pk).exists():
+            if not campaign_is_issuing(campaign.pk, timezone.now()):
                 raise CampaignNotActiveError()
+            pooled = _pooled_claim(campaign.pk, is_test=is_test, value=value)
         else:
-            _counts_for(campaign, member, value)
+            pooled = _counts_for(campaign, member, value)  # with the pool's claim
         now = timezone.now()
         fields = {
             "status": S.ACTIVE,
@@ -180,12 +245,6 @@ def voucher_issue(
             "issued_at": now,
             "expires_at": _expiry_for(campaign, now),
         }
-        pooled = (
-            Voucher.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(campaign=campaign, status=S.AVAILABLE, is_test=is_test, face_value=value)
-            .order_by("id")
-            .first()
-        )
         if pooled is not None:
             # A pooled code may carry its own expiry (imported, or extended in the pool):
             # the earlier of it and the campaign's rule holds.
@@ -212,24 +271,69 @@ def voucher_issue(
         return voucher
 
 
+_V = raw.table(Voucher)
+_VOUCHER_NAMES = raw.attnames(Voucher)
+# select_for_update(skip_locked=True, of=("self",)) by hand: the pool's first available code
+# of this value that no concurrent issue holds.
+_POOLED_CLAIM = (
+    f"SELECT {raw.select_list(Voucher)} FROM {_V} "  # noqa: S608
+    f"WHERE {raw.column(Voucher, 'campaign')} = %s AND {raw.column(Voucher, 'status')} = %s "
+    f"AND {raw.column(Voucher, 'is_test')} = %s AND {raw.column(Voucher, 'face_value')} = %s "
+    f"ORDER BY {raw.column(Voucher, 'id')} ASC LIMIT 1 FOR UPDATE OF {_V} SKIP LOCKED"
+)
+
+
+# The counter UPDATE and, only once it has taken the counts, the pool's claim, in one round
+# trip: the claim is the statement above (`_POOLED_CLAIM`), made to wait for the UPDATE by
+# reading its result.
+_COUNTS_TAKE_AND_CLAIM = (
+    f"WITH c AS ({_COUNTS_TAKE}), "  # noqa: S608 - the models' own names
+    f"v AS (SELECT {raw.select_list(Voucher)} FROM {_V} "
+    f"WHERE {raw.column(Voucher, 'campaign')} = %(id)s "
+    f"AND {raw.column(Voucher, 'status')} = %(available)s "
+    f"AND {raw.column(Voucher, 'is_test')} = %(is_test)s "
+    f"AND {raw.column(Voucher, 'face_value')} = %(value)s AND EXISTS (SELECT 1 FROM c) "
+    f"ORDER BY {raw.column(Voucher, 'id')} ASC LIMIT 1 FOR UPDATE OF {_V} SKIP LOCKED) "
+    "SELECT c.*, v.* FROM c LEFT JOIN v ON true"
+)
+
+
+def _pooled_claim(campaign_id: int, *, is_test: bool, value: Decimal) -> Voucher | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_POOLED_CLAIM, [campaign_id, S.AVAILABLE, is_test, value])
+        row = cursor.fetchone()
+    return None if row is None else raw.from_row(Voucher, _VOUCHER_NAMES, row)
+
+
+@lru_cache(maxsize=256)
+def _code_generator(prefix: str, length: int) -> CodeGenerator:
+    """One generator per code format (building its tables costs more than drawing a code)."""
+    return CodeGenerator(prefix=prefix, length=length)
+
+
 def _create_generated(campaign: Campaign, *, value: Decimal, is_test: bool, **fields) -> Voucher:
     """A new voucher with a freshly drawn code; a collision (60+ random bits) draws again. On
     Postgres one `INSERT ... ON CONFLICT (code) DO NOTHING RETURNING`: a collision inserts
     nothing, with no savepoint around the insert."""
-    generator = CodeGenerator(prefix=campaign.code_prefix, length=campaign.code_length)
+    generator = _code_generator(campaign.code_prefix, campaign.code_length)
+    member = fields.pop("member")
     for _ in range(5):
-        voucher = Voucher(
+        voucher = raw.new(
+            Voucher,
             code=generator.generate(1)[0],
-            campaign=campaign,
+            campaign_id=campaign.pk,
             programme_id=campaign.programme_id,
+            member_id=member.pk,
             face_value=value,
             balance=value,
             currency=campaign.currency,
             is_test=is_test,
             **fields,
         )
+        Voucher.campaign.field.set_cached_value(voucher, campaign)
+        Voucher.member.field.set_cached_value(voucher, member)
         if connection.vendor == "postgresql":
-            if rows_insert(Voucher, [voucher], returning_pk=True, conflict=("code",)):
+            if raw.row_insert(voucher, conflict=("code",)):
                 return voucher
             continue
         try:

@@ -34,7 +34,7 @@ from django.utils import timezone
 from campaigns.codes import ALPHABET
 from campaigns.errors import CampaignNotActiveError
 from campaigns.models import Campaign, Voucher, VoucherStatus
-from campaigns.services.vouchers import voucher_cancel, voucher_issue
+from campaigns.services.vouchers import campaign_is_issuing, voucher_cancel, voucher_issue
 from orders.errors import (
     CampaignApprovalRequiredError,
     CampaignNotInStorefrontError,
@@ -46,12 +46,13 @@ from orders.errors import (
 )
 from orders.models import ORDER_TRANSITIONS, Order
 from orders.services.delivery import deliveries_queue
+from plum import sql as raw
 from plum.actors import Actor
-from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
-from plum.services.audit import audit_log
+from plum.services.audit import audit_batch, audit_log
 from plum.services.events import event_emit, events_emit
+from plum.services.outbox import outbox_batch
 from plum.services.programmes import MEMBER_FIELDS, member_upsert
 from wallets.models import Reason
 from wallets.services import points_burn, transaction_reverse
@@ -97,7 +98,7 @@ def _insert(order: Order) -> Order:
     for _ in range(BOOKING_ATTEMPTS):
         order.booking_id = booking_id_new()
         if connection.vendor == "postgresql":
-            if rows_insert(Order, [order], returning_pk=True, conflict=("booking_id",)):
+            if raw.row_insert(order, conflict=("booking_id",)):
                 return order
             continue
         try:
@@ -136,12 +137,14 @@ def _issue(
         raise InvalidInputError(fields={"source": [f"Unknown source {source!r}."]})
     value = _checked_value(campaign, value)
     now = timezone.now()
-    order = Order(
-        # The campaign's programme object when loaded (the API's scoped read joins it): the
-        # delivery's channel and the rendered order read it without another query.
-        programme=campaign.programme,
-        campaign=campaign,
-        member=member,
+    # The campaign's programme object when loaded (the API's scoped read joins it): the
+    # delivery's channel and the rendered order read it without another query.
+    programme = campaign.programme
+    order = raw.new(
+        Order,
+        programme_id=programme.pk,
+        campaign_id=campaign.pk,
+        member_id=member.pk,
         value=value,
         currency=campaign.currency,
         source=source,
@@ -149,10 +152,13 @@ def _issue(
         is_test=is_test,
         points=points,
     )
+    Order.programme.field.set_cached_value(order, programme)
+    Order.campaign.field.set_cached_value(order, campaign)
+    Order.member.field.set_cached_value(order, member)
     if campaign.approval_mode == Campaign.ApprovalMode.MANUAL:
         # Held for approval: no counter is taken until an approver fulfils it, but a campaign
         # that is not issuing refuses at once rather than filling the queue.
-        if not Campaign.objects.issuing(now).filter(pk=campaign.pk).exists():
+        if not campaign_is_issuing(campaign.pk, now):
             raise CampaignNotActiveError()
         order.status = Order.Status.PENDING
         order.approval_state = Order.ApprovalState.PENDING
@@ -283,16 +289,23 @@ def order_redeem_points(
         return order
 
 
-def recipient_upsert(*, programme: Programme, recipient: dict, actor: Actor) -> Member:
+def recipient_upsert(
+    *, programme: Programme, recipient: dict, actor: Actor, savepoint: bool = True
+) -> Member:
     """The member a recipient names (by external_id), created or updated with the contact
-    details given. Invalid details are `invalid_recipient`, with the fields that are wrong."""
+    details given. Invalid details are `invalid_recipient`, with the fields that are wrong.
+    `savepoint=False`: the caller's transaction fails as a whole on any error (member_upsert)."""
     data = {k: v for k, v in recipient.items() if k in RECIPIENT_FIELDS}
     external_id = (data.pop("external_id", "") or "").strip()
     if not external_id:
         raise RecipientInvalidError(fields={"recipient.external_id": ["This field is required."]})
     try:
         member, _ = member_upsert(
-            programme=programme, external_id=external_id, actor=actor, data=data
+            programme=programme,
+            external_id=external_id,
+            actor=actor,
+            data=data,
+            savepoint=savepoint,
         )
     except InvalidInputError as exc:
         raise RecipientInvalidError(
@@ -317,18 +330,29 @@ def order_issue_to_recipient(
     either. `on_issued(order)` runs last inside that transaction: the API stores its
     idempotent response there, so the order and the response commit together."""
     with transaction.atomic(durable=True):
-        member = recipient_upsert(programme=campaign.programme, recipient=recipient, actor=actor)
-        order = _issue(
-            campaign=campaign,
-            member=member,
-            value=value,
-            source=source,
-            reference=reference,
-            actor=actor,
-            is_test=is_test,
-        )
-        if on_issued is not None:
-            on_issued(order)
+        # Any refusal fails this whole transaction: no savepoint around the member upsert; the
+        # outbox messages (the order's events, its delivery's message), the audit events
+        # (member, voucher, order, delivery) and the stored response (on_issued) are written
+        # by one statement at the end, which nothing before the commit reads.
+        with raw.deferred_writes():
+            with audit_batch(), outbox_batch():
+                member = recipient_upsert(
+                    programme=campaign.programme,
+                    recipient=recipient,
+                    actor=actor,
+                    savepoint=False,
+                )
+                order = _issue(
+                    campaign=campaign,
+                    member=member,
+                    value=value,
+                    source=source,
+                    reference=reference,
+                    actor=actor,
+                    is_test=is_test,
+                )
+            if on_issued is not None:
+                on_issued(order)
         return order
 
 

@@ -5,6 +5,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from functools import lru_cache
@@ -15,8 +16,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from plum import context
+from plum import sql as raw
 from plum.actors import Actor, actor_fields
-from plum.bulk import rows_insert
 from plum.models import AuditEvent, AuditSeal, AuditSealItem
 
 GENESIS_HASH = "0" * 64
@@ -90,7 +91,8 @@ def audit_log(
     if member_id is None and object_type == MEMBER_OBJECT_TYPE and object_id not in (None, ""):
         member_id = int(object_id)
     request = context.current()
-    event = AuditEvent(
+    event = raw.new(
+        AuditEvent,
         occurred_at=timezone.now(),
         action=action,
         object_type=object_type or "",
@@ -103,10 +105,44 @@ def audit_log(
         **actor_fields(actor),
     )
     event.hash = event_content_hash(event)
-    # One INSERT without the ORM's per-statement compilation (plum.bulk): services write
+    conn = transaction.get_connection()
+    batch = getattr(conn, "_plum_audit_batch", None)
+    if batch is not None and batch[0] == _savepoints(conn):
+        # Written at the end of the audit_batch block (not inside a savepoint of its own, which
+        # could roll back without the block knowing).
+        batch[1].append(event)
+        return event
+    # One INSERT without the ORM's per-statement compilation (plum.sql): services write
     # several events per change, on their hottest paths.
-    rows_insert(AuditEvent, [event], returning_pk=True)
+    raw.row_insert(event)
     return event
+
+
+def _savepoints(conn) -> list:
+    # An atomic block without a savepoint stands in the list as None.
+    return [sid for sid in conn.savepoint_ids if sid is not None]
+
+
+@contextmanager
+def audit_batch():
+    """Inside the block, the events `audit_log` records are written in one INSERT when the
+    block ends without an error (in the order they were recorded), instead of one INSERT each.
+    Use it inside the transaction that makes the changes, around a service that writes several
+    events (the single issuance writes four); the events still commit or roll back with the
+    change. Until the block ends, the events it recorded have no id and are not in the table:
+    nothing inside it may read them back. An event recorded inside a savepoint opened in the
+    block is written at once, as without the block. Nested blocks join the outermost one."""
+    conn = transaction.get_connection()
+    if getattr(conn, "_plum_audit_batch", None) is not None:
+        yield
+        return
+    events: list[AuditEvent] = []
+    conn._plum_audit_batch = (_savepoints(conn), events)
+    try:
+        yield
+    finally:
+        conn._plum_audit_batch = None
+    raw.rows_insert_plain(events)
 
 
 def model_update(

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from plum import context
+from plum import sql as raw
 from plum.errors import (
     IdempotencyKeyAppliedError,
     IdempotencyKeyInUseError,
@@ -110,33 +111,55 @@ def _claim(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyKey |
         row = cursor.fetchone()
     if row is None:
         return None
-    record = IdempotencyKey(
-        pk=row[0],
-        client=client,
+    record = raw.new(
+        IdempotencyKey,
+        id=row[0],
+        client_id=client.pk,
         key=key,
         fingerprint=fingerprint,
         state=IdempotencyKey.State.IN_FLIGHT,
         created_at=now,
         request_id=request_id,
     )
+    IdempotencyKey.client.field.set_cached_value(record, client)
     record._state.adding = False
     return record
 
 
 def idempotency_complete(
     *, record: IdempotencyKey, status: int, body: bytes, content_type: str
-) -> int:
+) -> int | None:
+    """Store the response under the key: the number of keys updated (0 when the request no
+    longer owns it). Inside a `plum.sql.deferred_writes` block (the single issuance's
+    transaction) the UPDATE joins the block's one statement at its end, and None is
+    returned."""
     # Only while this request still owns the key: a request taken over after the in-flight
     # timeout must not overwrite (or, below, free) its successor's claim.
-    return IdempotencyKey.objects.filter(
-        pk=record.pk, state=IdempotencyKey.State.IN_FLIGHT, request_id=record.request_id
-    ).update(
-        state=IdempotencyKey.State.COMPLETE,
-        response_status=status,
-        response_body=body,
-        response_content_type=content_type,
-        completed_at=timezone.now(),
+    return raw.execute(
+        _COMPLETE,
+        [
+            IdempotencyKey.State.COMPLETE,
+            status,
+            bytes(body),
+            content_type,
+            timezone.now(),
+            record.pk,
+            IdempotencyKey.State.IN_FLIGHT,
+            record.request_id,
+        ],
     )
+
+
+# idempotency_complete's conditional UPDATE, by hand: it ends every idempotent request.
+_COMPLETE = (
+    f"UPDATE {raw.table(IdempotencyKey)} SET {raw.column(IdempotencyKey, 'state')} = %s, "  # noqa: S608
+    f"{raw.column(IdempotencyKey, 'response_status')} = %s, "
+    f"{raw.column(IdempotencyKey, 'response_body')} = %s, "
+    f"{raw.column(IdempotencyKey, 'response_content_type')} = %s, "
+    f"{raw.column(IdempotencyKey, 'completed_at')} = %s "
+    f"WHERE {raw.column(IdempotencyKey, 'id')} = %s AND {raw.column(IdempotencyKey, 'state')} = %s "
+    f"AND {raw.column(IdempotencyKey, 'request_id')} = %s"
+)
 
 
 def idempotency_release(*, record: IdempotencyKey) -> None:

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from plum.bulk import rows_insert
+from plum import sql as raw
 from plum.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,16 @@ def outbox_enqueue(
     """Write a message in the caller's transaction and schedule its delivery on commit."""
     if kind not in _senders:
         raise ValueError(f"No outbox sender is registered for {kind!r}")
-    message = OutboxMessage.objects.create(
+    message = OutboxMessage(
+        id=uuid4(),
         kind=kind,
         payload=payload,
         programme_id=programme_id,
         next_attempt_at=timezone.now(),
         max_attempts=max_attempts or settings.OUTBOX_MAX_ATTEMPTS,
     )
-    transaction.on_commit(lambda: _schedule_delivery(message.pk))
+    _insert([message])
+    _publish_on_commit([message.pk])
     return message
 
 
@@ -87,7 +90,8 @@ def outbox_enqueue_many(
         raise ValueError(f"No outbox sender is registered for {kind!r}")
     now = timezone.now()
     rows = [
-        OutboxMessage(
+        raw.new(
+            OutboxMessage,
             id=uuid4(),
             kind=kind,
             payload=payload,
@@ -97,17 +101,96 @@ def outbox_enqueue_many(
         )
         for payload, programme_id in messages
     ]
-    rows_insert(OutboxMessage, rows, returning_pk=False)
-    ids = [row.pk for row in rows]
-    # Publishing a task costs about a millisecond of CPU: a few messages go in one task, a
-    # thousand are kicked by a few sweeps (one per OUTBOX_SWEEP_BATCH), not a thousand tasks.
-    if len(ids) > SWEEP_KICK_ABOVE:
-        transaction.on_commit(lambda: outbox_schedule_sweeps(len(ids)))
-    elif len(ids) > 1:
-        transaction.on_commit(lambda: _schedule_delivery(*ids))
-    elif ids:
-        transaction.on_commit(lambda: _schedule_delivery(ids[0]))
+    _insert(rows, now=now)
+    _publish_on_commit([row.pk for row in rows])
     return rows
+
+
+def _insert(rows: list, now=None) -> None:
+    conn = transaction.get_connection()
+    batch = getattr(conn, "_plum_outbox_batch", None)
+    if batch is not None and batch[0] == _savepoints(conn):
+        batch[1].extend(rows)  # written at the end of the outbox_batch block
+        return
+    raw.rows_insert_keyed(rows, now=now)
+
+
+def _savepoints(conn) -> list:
+    # An atomic block without a savepoint stands in the list as None.
+    return [sid for sid in conn.savepoint_ids if sid is not None]
+
+
+@contextmanager
+def outbox_batch():
+    """Inside the block, the messages `outbox_enqueue` and `outbox_enqueue_many` write are
+    inserted in one INSERT when the block ends without an error (in the order written), instead
+    of one INSERT per call. Their ids are drawn at once, so rows written in the block may point
+    at them (foreign keys to the outbox are checked at commit). Use it inside the transaction
+    that causes the messages; nothing inside the block may read them back. A message written
+    inside a savepoint opened in the block is inserted at once, as without the block. Nested
+    blocks join the outermost one."""
+    conn = transaction.get_connection()
+    if getattr(conn, "_plum_outbox_batch", None) is not None:
+        yield
+        return
+    rows: list[OutboxMessage] = []
+    conn._plum_outbox_batch = (_savepoints(conn), rows)
+    try:
+        yield
+    finally:
+        conn._plum_outbox_batch = None
+    raw.rows_insert_keyed(rows)
+
+
+class _Publish:
+    """The on-commit publish of the messages one transaction wrote: a few go in one delivery
+    task, more than SWEEP_KICK_ABOVE are kicked by sweeps (one per OUTBOX_SWEEP_BATCH), not a
+    task each. Publishing costs about a millisecond of CPU, so every message a transaction
+    writes (an order's events and its delivery's message) joins the one publish registered
+    first, instead of each call publishing its own."""
+
+    def __init__(self, savepoints: set):
+        self.ids: list = []
+        self.savepoints = savepoints
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True
+        ids = self.ids
+        if len(ids) > SWEEP_KICK_ABOVE:
+            outbox_schedule_sweeps(len(ids))
+        elif ids:
+            _schedule_delivery(*ids)
+
+
+def _publish_on_commit(ids: list) -> None:
+    """Publish `ids` after the current transaction commits, in the publish it already has
+    pending when there is one. That one must still be pending (not run, not dropped by a
+    savepoint rollback) and registered outside no savepoint we are not inside: then whatever
+    rollback drops it also drops the messages written here. An id whose message was rolled
+    back anyway (a savepoint inside ours) is published for nothing: delivering a message that
+    is not there does nothing. Anything not published is the periodic sweeper's."""
+    if not ids:
+        return
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        publish = _Publish(set())
+        publish.ids.extend(ids)
+        publish()
+        return
+    pending = getattr(conn, "_plum_outbox_publish", None)
+    if (
+        pending is not None
+        and not pending.done
+        and pending.savepoints <= set(conn.savepoint_ids) - {None}
+        and any(hook is pending for _, hook, _ in conn.run_on_commit)
+    ):
+        pending.ids.extend(ids)
+        return
+    pending = _Publish(set(conn.savepoint_ids) - {None})
+    pending.ids.extend(ids)
+    conn._plum_outbox_publish = pending
+    transaction.on_commit(pending)
 
 
 # Above this many messages in one call, `outbox_enqueue_many` kicks sweeps instead of one
@@ -250,5 +333,5 @@ def outbox_retry(*, message: OutboxMessage, actor) -> bool:
                 obj=message,
                 changes={"status": [message.status, OutboxMessage.Status.PENDING]},
             )
-            transaction.on_commit(lambda: _schedule_delivery(message.pk))
+            _publish_on_commit([message.pk])
     return bool(updated)

@@ -6,8 +6,8 @@ from django.db import IntegrityError, connection, transaction
 from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from plum import roles
+from plum import sql as raw
 from plum.actors import Actor
-from plum.bulk import rows_insert
 from plum.errors import InvalidInputError
 from plum.models import Member, Programme
 from plum.services.audit import audit_log, model_update
@@ -62,9 +62,7 @@ def _insert_unless_taken(member: Member) -> bool:
     upsert inserted it first (it is then updated instead). On Postgres one `INSERT ... ON
     CONFLICT DO NOTHING RETURNING`, with no savepoint around it."""
     if connection.vendor == "postgresql":
-        return bool(
-            rows_insert(Member, [member], returning_pk=True, conflict=("programme", "external_id"))
-        )
+        return raw.row_insert(member, conflict=("programme", "external_id"))
     try:
         with transaction.atomic():
             member.save(force_insert=True)
@@ -73,21 +71,41 @@ def _insert_unless_taken(member: Member) -> bool:
     return True
 
 
+_MEMBER_NAMES = raw.attnames(Member)
+# select_for_update(no_key=True, of=("self",)) by hand: the ORM compiled it on every upsert.
+_MEMBER_LOCK = (
+    f"SELECT {raw.select_list(Member)} FROM {raw.table(Member)} "  # noqa: S608 - the models' own names
+    f"WHERE {raw.column(Member, 'programme')} = %s AND {raw.column(Member, 'external_id')} = %s "
+    f"LIMIT 1 FOR NO KEY UPDATE OF {raw.table(Member)}"
+)
+
+
+def _member_lock(programme: Programme, external_id: str) -> Member | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_MEMBER_LOCK, [programme.pk, external_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    member = raw.from_row(Member, _MEMBER_NAMES, row)
+    Member.programme.field.set_cached_value(member, programme)
+    return member
+
+
 def member_upsert(
-    *, programme: Programme, external_id: str, actor: Actor, data: dict
+    *, programme: Programme, external_id: str, actor: Actor, data: dict, savepoint: bool = True
 ) -> tuple[Member, bool]:
     """Create the member with this external id in the programme, or update the given fields.
     Two concurrent upserts of one new member cannot both insert: the unique constraint on
-    (programme, external_id) decides, and the loser updates instead."""
+    (programme, external_id) decides, and the loser updates instead.
+
+    `savepoint=False` is for a caller whose whole transaction fails with any error raised here
+    (the single issuance): no savepoint is set around the upsert."""
     data = {k: v for k, v in data.items() if k in MEMBER_FIELDS}
-    with transaction.atomic():
-        member = (
-            Member.objects.select_for_update(no_key=True, of=("self",))
-            .filter(programme=programme, external_id=external_id)
-            .first()
-        )
+    with transaction.atomic(savepoint=savepoint):
+        member = _member_lock(programme, external_id)
         if member is None:
-            candidate = Member(programme=programme, external_id=external_id, **data)
+            candidate = raw.new(Member, programme_id=programme.pk, external_id=external_id, **data)
+            Member.programme.field.set_cached_value(candidate, programme)
             # The member's CHECK constraints (E.164 phone, external id set) repeat its field
             # validators, which full_clean runs in Python; validating the constraints too would
             # ask the database (a savepoint and a SELECT each) what the validators already
@@ -104,11 +122,9 @@ def member_upsert(
                     },
                 )
                 return candidate, True
-            member = (
-                Member.objects.select_for_update(no_key=True, of=("self",))
-                .filter(programme=programme, external_id=external_id)
-                .get()
-            )
+            member = _member_lock(programme, external_id)
+            if member is None:  # pragma: no cover - the conflicting row is committed
+                raise Member.DoesNotExist(external_id)
         try:
             member, changes = model_update(instance=member, fields=MEMBER_FIELDS, data=data)
         except ValidationError as exc:

@@ -498,6 +498,9 @@ def _statement(sql: str) -> str:
     first table, enough to see which part of the request a statement belongs to."""
     words = sql.replace('"', "").split()
     verb = words[0].upper()
+    if verb == "WITH":  # several writes in one statement (plum.sql.deferred_writes)
+        parts = sql.replace('"', "").split(" AS (")[1:]
+        return "WITH " + ", ".join(_statement(part) for part in parts)
     if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"):
         return verb
     keyword = {"INSERT": "INTO", "UPDATE": "UPDATE", "SELECT": "FROM", "DELETE": "FROM"}[verb]
@@ -512,22 +515,18 @@ SINGLE_ISSUANCE_STATEMENTS = [
     "INSERT plum_idempotencykey",  # the claim: one INSERT ... ON CONFLICT DO NOTHING
     "SELECT campaigns_campaign",  # the campaign, scoped to the key's programmes
     "SAVEPOINT",  # order_issue_to_recipient's transaction
-    "SAVEPOINT",  # member_upsert
+    # member_upsert without a savepoint of its own: any refusal fails the whole transaction
     "SELECT plum_member",  # FOR UPDATE
     "INSERT plum_member",  # ON CONFLICT (programme, external_id) DO NOTHING
-    "INSERT plum_auditevent",  # member.create
-    "RELEASE",
-    "UPDATE campaigns_campaign",  # the conditional counter UPDATE
-    "SELECT campaigns_voucher",  # a pooled code, SKIP LOCKED
+    # the conditional counter UPDATE and, in the same statement, a pooled code (SKIP LOCKED)
+    "WITH UPDATE campaigns_campaign, SELECT campaigns_voucher",
     "INSERT campaigns_voucher",  # a generated code, ON CONFLICT (code) DO NOTHING
-    "INSERT plum_auditevent",  # voucher.issue
     "INSERT orders_order",  # ON CONFLICT (booking_id) DO NOTHING
-    "INSERT plum_auditevent",  # order.create
-    "INSERT plum_outboxmessage",  # order.created + order.completed
-    "INSERT plum_outboxmessage",  # the delivery's message
     "INSERT orders_delivery",
-    "INSERT plum_auditevent",  # delivery.queue
-    "UPDATE plum_idempotencykey",  # the stored response, in the issuing transaction
+    # One statement at the end (deferred_writes): order.created, order.completed and the
+    # delivery's message (outbox_batch); member.create, voucher.issue, order.create and
+    # delivery.queue (audit_batch); the stored response, in the issuing transaction.
+    "WITH INSERT plum_outboxmessage, INSERT plum_auditevent, UPDATE plum_idempotencykey",
     "RELEASE",
 ]
 
@@ -631,3 +630,58 @@ def test_the_order_renderer_gives_what_the_order_serializer_gives(programme, mak
     for order in [*fresh, cancelled, *read]:
         assert renderer.render(order) == OrderOutput(order).data
     assert {o.status for o in read} == {"completed", "pending", "cancelled"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_single_issuance_publishes_one_task_naming_all_its_messages(
+    client_api, campaign, monkeypatch
+):
+    # given: what the on-commit publishes send to the broker, recorded
+    from plum import tasks
+    from plum.models import OutboxMessage
+
+    published = []
+    monkeypatch.setattr(tasks.outbox_deliver_task, "apply_async", lambda **kw: published.append(kw))
+    monkeypatch.setattr(
+        tasks.outbox_sweep_task, "apply_async", lambda **kw: published.append(("sweep", kw))
+    )
+    before = set(OutboxMessage.objects.values_list("pk", flat=True))  # the campaign's events
+    # when
+    response = client_api.post(
+        "/api/v1/issuances", body(campaign), format="json", HTTP_IDEMPOTENCY_KEY="one-publish"
+    )
+    # then: one task names the order's two events and its delivery's message, and nothing else
+    assert response.status_code == 201, response.json()
+    assert len(published) == 1, published
+    written = set(OutboxMessage.objects.values_list("pk", flat=True)) - before
+    assert sorted(published[0]["args"]) == sorted(str(pk) for pk in written)
+    assert len(written) == 3
+    assert OutboxMessage.objects.filter(kind="delivery").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_issuance_refused_by_the_per_member_cap_publishes_nothing_and_leaves_nothing(
+    client_api, campaign, monkeypatch
+):
+    # given: a cap of one reward per member, already taken by the member
+    from plum import tasks
+    from plum.models import AuditEvent, Member, OutboxMessage
+
+    campaign.per_member_cap = 1
+    campaign.save(update_fields=["per_member_cap"])
+    first = client_api.post("/api/v1/issuances", body(campaign), format="json")
+    assert first.status_code == 201, first.json()
+    published = []
+    monkeypatch.setattr(tasks.outbox_deliver_task, "apply_async", lambda **kw: published.append(kw))
+    counts = (Order.objects.count(), OutboxMessage.objects.count(), AuditEvent.objects.count())
+    # when: the same member again, with new contact details
+    again = body(campaign)
+    again["recipient"]["name"] = "Asha R."
+    second = client_api.post("/api/v1/issuances", again, format="json")
+    # then: refused, nothing written (not even the member's update) and nothing published
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "member_cap_reached"
+    assert published == []
+    after = (Order.objects.count(), OutboxMessage.objects.count(), AuditEvent.objects.count())
+    assert after == counts
+    assert Member.objects.get(external_id="EMP-001").name == "Asha Rao"

@@ -203,3 +203,49 @@ def test_an_event_that_commits_after_a_higher_id_was_sealed_is_sealed_next():
     assert list(first.items.values_list("event_id", flat=True)) == [early.pk]
     assert list(second.items.values_list("event_id", flat=True)) == late_ids
     assert audit_verify() == (2, 2, [])
+
+
+@pytest.mark.django_db
+def test_an_audit_batch_writes_its_events_in_one_insert_in_order_with_their_hashes():
+    # given
+    from django.test.utils import CaptureQueriesContext
+
+    from plum.services.audit import audit_batch, event_content_hash
+
+    # when
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries, audit_batch():
+        events = _events(3)
+        assert AuditEvent.objects.count() == 0  # not written before the block ends
+    # then: one INSERT, the events in the order recorded, each with its id and its hash
+    inserts = [q["sql"] for q in queries.captured_queries if "plum_auditevent" in q["sql"]]
+    assert len([s for s in inserts if s.startswith("INSERT")]) == 1
+    stored = list(AuditEvent.objects.order_by("id"))
+    assert [e.pk for e in stored] == [e.pk for e in events]
+    assert [e.object_id for e in stored] == ["0", "1", "2"]
+    assert all(event_content_hash(e) == e.hash for e in stored)
+    assert audit_verify()[2] == []
+
+
+@pytest.mark.django_db
+def test_an_audit_batch_that_fails_writes_nothing_and_a_savepoint_inside_it_writes_at_once():
+    # given
+    from plum.services.audit import audit_batch
+
+    # when: an error ends the block
+    with pytest.raises(RuntimeError), transaction.atomic(), audit_batch():
+        _events(2)
+        raise RuntimeError("refused")
+    # then
+    assert AuditEvent.objects.count() == 0
+    # when: an event recorded inside a savepoint that rolls back, then one outside it
+    with transaction.atomic(), audit_batch():
+        try:
+            with transaction.atomic():
+                _events(1)
+                assert AuditEvent.objects.count() == 1  # written at once, inside the savepoint
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        _events(1)
+    # then: only the event outside the rolled-back savepoint
+    assert AuditEvent.objects.count() == 1

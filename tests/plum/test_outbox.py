@@ -305,3 +305,46 @@ def test_one_failing_message_does_not_hold_back_the_others_in_its_task(smtp_serv
     # then: the other two went out; the failed one is still pending for the sweeper
     assert sorted(m["Subject"] for m in smtp_server.messages) == ["f1", "f2"]
     assert OutboxMessage.objects.get(pk=rows[0].pk).status == "pending"
+
+
+@pytest.mark.django_db
+def test_an_outbox_batch_writes_its_messages_in_one_insert_published_as_one_task(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    # given
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from plum import tasks
+    from plum.services.outbox import outbox_batch, outbox_enqueue, outbox_enqueue_many
+
+    published = []
+    monkeypatch.setattr(tasks.outbox_deliver_task, "apply_async", lambda **kw: published.append(kw))
+    # when
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        transaction.atomic(),
+        CaptureQueriesContext(connection) as queries,
+        outbox_batch(),
+    ):
+        first = outbox_enqueue_many(
+            kind="email", messages=[({**EMAIL, "subject": f"f{i}"}, None) for i in range(2)]
+        )
+        second = outbox_enqueue(kind="email", payload={**EMAIL, "subject": "s"})
+        assert not OutboxMessage.objects.exists()  # not written before the block ends
+    # then: one INSERT of the three, in the order written, and one task naming them
+    ids = [m.pk for m in [*first, second]]
+    inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1
+    assert list(OutboxMessage.objects.order_by("created_at").values_list("pk", flat=True)) == ids
+    assert published == [{"args": [str(pk) for pk in ids], "retry": False}]
+
+
+@pytest.mark.django_db
+def test_an_outbox_batch_that_fails_writes_nothing():
+    from plum.services.outbox import outbox_batch, outbox_enqueue
+
+    with pytest.raises(RuntimeError), transaction.atomic(), outbox_batch():
+        outbox_enqueue(kind="email", payload=EMAIL)
+        raise RuntimeError("refused")
+    assert not OutboxMessage.objects.exists()
