@@ -606,32 +606,3 @@ def test_a_client_with_a_200_character_name_can_issue(programme, make_api_client
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     item = {"campaign": campaign.pk, "recipient": {"external_id": "E"}}
     assert api.post(URL, {"items": [item]}, format="json").status_code == 200
-
-
-@pytest.mark.parametrize("path", ["batch", "single"])
-def test_a_member_s_channel_outside_the_known_ones_fails_its_delivery_not_the_issuance(
-    programme, campaign, path
-):
-    # given: a member whose stored channel is no longer one of Channel's (the column has no
-    # CHECK) and who has no phone
-    member = MemberFactory(programme=programme, external_id="LEGACY", phone="", email="")
-    Member.objects.filter(pk=member.pk).update(preferred_channel="fax")
-    # when
-    if path == "batch":
-        (order,) = order_issue_batch(
-            requests=[IssuanceRequest(campaign=campaign, recipient={"external_id": "LEGACY"})],
-            source="api",
-            actor=SYSTEM,
-        )
-    else:
-        order = order_issue_to_recipient(
-            campaign=campaign, recipient={"external_id": "LEGACY"}, source="api", actor=SYSTEM
-        )
-    # then: issued, and its delivery failed as the general queueing path words it
-    assert order.status == "completed"
-    delivery = Delivery.objects.get(order=order)
-    assert (delivery.status, delivery.reason, delivery.reason_detail) == (
-        "failed",
-        "missing_contact",
-        "The member has no phone for fax.",
-    )
