@@ -606,3 +606,72 @@ def test_a_client_with_a_200_character_name_can_issue(programme, make_api_client
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     item = {"campaign": campaign.pk, "recipient": {"external_id": "E"}}
     assert api.post(URL, {"items": [item]}, format="json").status_code == 200
+
+
+def test_redrawn_booking_ids_are_named_by_held_pooled_and_generated_orders_alike(
+    programme, make_campaign, monkeypatch
+):
+    # given: held, pooled and generated items; an order holding a booking id that every item's
+    # first draw offers (with the stored row and with each other), and refused items alongside
+    from orders.services import batch as batch_service
+
+    generated = make_campaign(programme, max_rewards=3)
+    held = make_campaign(programme, approval_mode="manual")
+    pooled = make_campaign(programme, code_source="pool")
+    fill_pool(pooled, 1)
+    (first,) = order_issue_batch(
+        requests=[IssuanceRequest(campaign=generated, recipient={"external_id": "E0"})],
+        source="api",
+        actor=SYSTEM,
+    )
+    real = batch_service.booking_ids_new
+    draws = iter([lambda n: [first.booking_id] * n])
+    monkeypatch.setattr(batch_service, "booking_ids_new", lambda n: next(draws, real)(n))
+    campaigns = [generated, held, pooled, generated, pooled, generated, generated]
+    # when
+    results = order_issue_batch(
+        requests=[
+            IssuanceRequest(campaign=c, recipient={"external_id": f"E{i + 1}"})
+            for i, c in enumerate(campaigns)
+        ],
+        source="api",
+        actor=SYSTEM,
+    )
+    # then: the accepted got booking ids of their own, named by their audit events and events
+    outcomes = [r.status if isinstance(r, Order) else r.code for r in results]
+    assert outcomes == [
+        "completed", "pending", "completed", "completed",
+        "pool_exhausted", "campaign_exhausted", "campaign_exhausted",
+    ]  # fmt: skip
+    orders = [first, *(r for r in results if isinstance(r, Order))]
+    assert len({o.booking_id for o in orders}) == len(orders)
+    assert dict(Order.objects.values_list("pk", "booking_id")) == {
+        o.pk: o.booking_id for o in orders
+    }
+    for order in orders[1:]:
+        event = AuditEvent.objects.get(action="order.create", object_id=str(order.pk))
+        assert event.changes["booking_id"] == [None, order.booking_id]
+        assert event.changes["voucher"] == [None, order.voucher_id]
+        assert {
+            m.payload["data"]["booking_id"]
+            for m in OutboxMessage.objects.filter(
+                payload__data__order_id=order.pk, payload__type__startswith="order."
+            )
+        } == {order.booking_id}
+    # the refused left no order, voucher, counter, audit or outbox row of their own
+    refused = ["E5", "E6", "E7"]
+    assert not Order.objects.filter(member__external_id__in=refused).exists()
+    assert not Voucher.objects.filter(member__external_id__in=refused).exists()
+    assert (
+        not AuditEvent.objects.filter(
+            member_id__in=Member.objects.filter(external_id__in=refused).values("pk")
+        )
+        .exclude(action="member.create")
+        .exists()
+    )
+    for campaign in (generated, pooled):
+        campaign.refresh_from_db()
+        assert (campaign.issued_count, campaign.issued_value) == campaign_counters_from_vouchers(
+            campaign
+        )
+    assert audit_verify()[2] == []
