@@ -485,6 +485,11 @@ def _rows_insert_arrays(model, objs: list, *, returning_pk: bool, conflict) -> l
         if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
     ]
     columns = {name: [getattr(o, name) for o in objs] for name in names}
+    # JSON values encoded as the VALUES path's psycopg2 Json encodes them: None is JSON null
+    # there, not SQL NULL (which columns_insert would send for a Python None).
+    for f in meta.concrete_fields:
+        if f.attname in columns and f.get_internal_type() == "JSONField":
+            columns[f.attname] = [json.dumps(v) for v in columns[f.attname]]
     stamps = auto_stamps(len(objs))
     for name in auto:
         columns[name] = stamps
@@ -498,6 +503,7 @@ def _rows_insert_arrays(model, objs: list, *, returning_pk: bool, conflict) -> l
         columns,
         returning=(pk_name, *key_names) if fetch else (),
         conflict=keys or None,
+        json_dumped=True,
     )
     if not fetch:
         return objs
