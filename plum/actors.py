@@ -23,7 +23,7 @@ def actor_fields(actor: Actor) -> dict:
         return {
             "actor_type": ActorType.API_CLIENT,
             "actor_client_id": actor.pk,
-            "actor_label": f"api:{actor.name}",
+            "actor_label": client_label(actor),
         }
     if isinstance(actor, SystemActor):
         return {"actor_type": ActorType.SYSTEM, "actor_label": actor.label}
@@ -34,3 +34,13 @@ def actor_fields(actor: Actor) -> dict:
             "actor_label": actor.get_username(),
         }
     raise TypeError(f"Not an actor: {actor!r}")
+
+
+# The width of every actor label column (audit events, redemptions, resent deliveries).
+LABEL_MAX = 200
+
+
+def client_label(client: ApiClient) -> str:
+    """ "api:<name>", cut to the label columns' width (a client's name may itself be 200
+    characters)."""
+    return f"api:{client.name}"[:LABEL_MAX]

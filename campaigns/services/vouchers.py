@@ -44,7 +44,7 @@ from campaigns.models import (
     VoucherStatus,
 )
 from plum import sql as raw
-from plum.actors import SYSTEM, Actor
+from plum.actors import SYSTEM, Actor, client_label
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Job, Member
 from plum.services.audit import audit_log
@@ -359,7 +359,7 @@ def voucher_find(*, code: str, queryset) -> Voucher:
 
 def _actor_columns(actor: Actor) -> dict:
     if isinstance(actor, ApiClient):
-        return {"redeemed_by_client": actor, "actor_label": f"api:{actor.name}"}
+        return {"redeemed_by_client": actor, "actor_label": client_label(actor)}
     if isinstance(actor, AbstractBaseUser):
         return {"redeemed_by_user": actor, "actor_label": actor.get_username()}
     return {"actor_label": getattr(actor, "label", "system")}

@@ -40,7 +40,7 @@ from orders.errors import (
     RecipientInvalidError,
 )
 from orders.models import DELIVERY_TRANSITIONS, Delivery, DeliveryAttempt, Order
-from plum.actors import Actor, SystemActor
+from plum.actors import Actor, SystemActor, client_label
 from plum.bulk import Same, columns_insert, instance_for, rows_insert
 from plum.errors import InvalidInputError
 from plum.models import ApiClient, Channel, Member, OutboxMessage
@@ -546,7 +546,7 @@ register_sender(DELIVERY_KIND, on_failure=delivery_outbox_failed)(delivery_send)
 
 def _resent_by(actor: Actor) -> dict:
     if isinstance(actor, ApiClient):
-        return {"resent_by_client": actor, "resent_by_label": f"api:{actor.name}"}
+        return {"resent_by_client": actor, "resent_by_label": client_label(actor)}
     if isinstance(actor, SystemActor):
         return {"resent_by_label": actor.label}
     return {"resent_by_user": actor, "resent_by_label": actor.get_username()}
