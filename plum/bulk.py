@@ -355,7 +355,10 @@ def ids_next(*models_and_counts: tuple) -> list[list[int]]:
         for model, count in models_and_counts
     )
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {selects} FROM generate_series(1, %s) AS g", [n])  # noqa: S608
+        cursor.execute(
+            f"SELECT {selects} FROM generate_series(1, %s) AS g ORDER BY g",  # noqa: S608
+            [n],
+        )
         rows = cursor.fetchall()
     return [[row[i] for row in rows[:count]] for i, (_, count) in enumerate(models_and_counts)]
 
