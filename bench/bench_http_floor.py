@@ -62,17 +62,7 @@ def main() -> None:
     admin_url = os.environ["DATABASE_URL"]
     url = common.scratch_url("floor")
     common.database_recreate(url, admin_url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
-        "DEBUG": "0",
-        "STATIC_MANIFEST": "0",
-        "PYTHONWARNINGS": "ignore::UserWarning",
-        "DB_CONN_MAX_AGE": "60",
-        "API_THROTTLE_RATE": "100000000/min",
-        "DJANGO_SETTINGS_MODULE": "floor.settings",
-    }
+    env = common.server_env(url, DJANGO_SETTINGS_MODULE="floor.settings")
     os.environ.update(env)
     import django
 

@@ -136,17 +136,7 @@ def main() -> None:
         cursor.execute(f'DROP DATABASE IF EXISTS "{bench_name}"')
         cursor.execute(f'CREATE DATABASE "{bench_name}"')
     redis_url = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL", "")
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
-        "DEBUG": "0",
-        "STATIC_MANIFEST": "0",
-        "PYTHONWARNINGS": "ignore::UserWarning",
-        "DB_CONN_MAX_AGE": "60",
-        "API_THROTTLE_RATE": "100000000/min",
-        "DJANGO_SETTINGS_MODULE": "plum.settings",
-    }
+    env = common.server_env(bench_url)
     if redis_url:
         env["REDIS_URL"] = redis_url
     else:

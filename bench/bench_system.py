@@ -989,23 +989,15 @@ def main(argv: list[str] | None = None) -> int:
     sampler.start()
     started_at = datetime.now(UTC)
     common.database_recreate(bench_url, server_url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_url,
-        "REDIS_URL": redis_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-system"),
-        "DEBUG": "0",
-        "STATIC_MANIFEST": "0",
-        "PYTHONWARNINGS": "ignore::UserWarning",
-        "DB_CONN_MAX_AGE": "60",
-        "API_THROTTLE_RATE": "100000000/min",
-        "SESSION_COOKIE_SECURE": "0",
-        "CSRF_COOKIE_SECURE": "0",
-        "DJANGO_SETTINGS_MODULE": "plum.settings",
-        "PLUM_SMS_BACKEND": "orders.delivery.http.HttpProviderBackend",
-        "PLUM_SMS_NAME": "stub",
-        "PLUM_SMS_SENDER": "PLUM",
-    }
+    env = common.server_env(
+        bench_url,
+        REDIS_URL=redis_url,
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+        PLUM_SMS_BACKEND="orders.delivery.http.HttpProviderBackend",
+        PLUM_SMS_NAME="stub",
+        PLUM_SMS_SENDER="PLUM",
+    )
     try:
         os.environ.update(env)
         import django

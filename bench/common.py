@@ -87,6 +87,24 @@ def pgbench_tps(url: str, *, clients: int, seconds: int, threads: int = 2) -> fl
 # --- HTTP servers ------------------------------------------------------------------------
 
 
+def server_env(url: str, **extra: str) -> dict:
+    """The environment a benchmark's Plum server (and its own process) runs with: this one's,
+    the scratch database `url`, production-like settings (DEBUG off, persistent connections)
+    and a request-rate limit no benchmark reaches; `extra` adds or overrides."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
+        "DEBUG": "0",
+        "STATIC_MANIFEST": "0",
+        "PYTHONWARNINGS": "ignore::UserWarning",
+        "DB_CONN_MAX_AGE": "60",
+        "API_THROTTLE_RATE": "100000000/min",
+        "DJANGO_SETTINGS_MODULE": "plum.settings",
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -457,19 +457,7 @@ def rows_insert(
         returned = cursor.fetchall() if fetch else None
     if not fetch:
         return objs
-    if keys:
-        by_key = {tuple(row[1:]): row[0] for row in returned}
-        pairs = [(obj, by_key.get(tuple(getattr(obj, f.attname) for f in keys))) for obj in objs]
-        pairs = [(obj, pk) for obj, pk in pairs if pk is not None]
-    else:
-        pairs = list(zip(objs, (row[0] for row in returned), strict=True))
-    for obj, pk in pairs:
-        if returning_pk:
-            obj.pk = pk
-        if isinstance(obj, Row):
-            continue
-        obj._state.adding = False
-    return [obj for obj, _ in pairs]
+    return _inserted(objs, returned, [f.attname for f in keys], returning_pk=returning_pk)
 
 
 def _rows_insert_arrays(model, objs: list, *, returning_pk: bool, conflict) -> list:
@@ -510,7 +498,15 @@ def _rows_insert_arrays(model, objs: list, *, returning_pk: bool, conflict) -> l
     )
     if not fetch:
         return objs
-    if keys:
+    return _inserted(objs, returned, key_names, returning_pk=returning_pk)
+
+
+def _inserted(objs: list, returned: list, key_names, *, returning_pk: bool) -> list:
+    """The objects `rows_insert` inserted, given the rows RETURNING gave (pk, then the conflict
+    columns named by `key_names`): with conflict columns, matched by them (unique, and distinct
+    among `objs`; a skipped collision returns no row); without, in insertion order. Each gets
+    its pk (with `returning_pk`) and, a model instance, is marked saved."""
+    if key_names:
         by_key = {tuple(row[1:]): row[0] for row in returned}
         pairs = [(obj, by_key.get(tuple(getattr(obj, k) for k in key_names))) for obj in objs]
         pairs = [(obj, pk) for obj, pk in pairs if pk is not None]
@@ -519,7 +515,6 @@ def _rows_insert_arrays(model, objs: list, *, returning_pk: bool, conflict) -> l
     for obj, pk in pairs:
         if returning_pk:
             obj.pk = pk
-        if isinstance(obj, Row):
-            continue
-        obj._state.adding = False
+        if not isinstance(obj, Row):
+            obj._state.adding = False
     return [obj for obj, _ in pairs]

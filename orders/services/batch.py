@@ -859,6 +859,26 @@ def _pooled_update(vouchers: list[Voucher], now) -> None:
             raise RuntimeError("A claimed pool code left the pool under its lock")
 
 
+def _insert_redrawing(model, columns: dict, n: int, *, unique: str, redraw) -> None:
+    """Insert the `n` rows of `columns` (ids drawn ahead) ON CONFLICT (`unique`) DO NOTHING;
+    the rows that collided (with a stored row or with each other) get a new value from
+    `redraw(indexes)` and go again, alone, with no savepoint. Their timestamps are filled in
+    `columns` from the rows written."""
+    pending = list(range(n))
+    columns["created_at"] = [None] * n
+    columns["updated_at"] = [None] * n
+    for _ in range(ATTEMPTS):
+        part = _rows_of(columns, pending, n)
+        returned = columns_insert(model, part, returning=("id",), conflict=(unique,))
+        _stamps_copy(part, columns, pending)
+        inserted = {row[0] for row in returned}
+        pending = [i for i in pending if columns["id"][i] not in inserted]
+        if not pending:
+            return
+        redraw(pending)
+    raise RuntimeError(f"Could not draw a unique {model.__name__} {unique} in {ATTEMPTS} attempts")
+
+
 def _vouchers_generate(
     campaign: Campaign, items: list[_Item], *, is_test, expires_at, now, codes, ids
 ) -> None:
@@ -882,22 +902,13 @@ def _vouchers_generate(
         "member_id": [item.member.id for item in items],
         "issued_at": Same(now, n),
     }
-    pending = list(range(n))
-    columns["created_at"] = [None] * n
-    columns["updated_at"] = [None] * n
-    for _ in range(ATTEMPTS):
-        part = _rows_of(columns, pending, n)
-        returned = columns_insert(Voucher, part, returning=("id",), conflict=("code",))
-        _stamps_copy(part, columns, pending)
-        inserted = {row[0] for row in returned}
-        pending = [i for i in pending if columns["id"][i] not in inserted]
-        if not pending:
-            break
+
+    def redraw(pending: list[int]) -> None:
         # a collision of 60+ random bits (or a code drawn twice): draw those rows again
         for i, code in zip(pending, generator.generate(len(pending)), strict=True):
             columns["code"][i] = code
-    else:
-        raise RuntimeError(f"Could not draw unique voucher codes in {ATTEMPTS} attempts")
+
+    _insert_redrawing(Voucher, columns, n, unique="code", redraw=redraw)
     for i, item in enumerate(items):
         item.voucher = instance_for(
             Voucher,
@@ -943,22 +954,13 @@ def _orders_insert(items: list[_Item], *, source: str, is_test: bool, now) -> li
         "completed_at": [None if h else now for h in held],
         "cancelled_at": Same(None, n),
     }
-    pending = list(range(n))
-    columns["created_at"] = [None] * n
-    columns["updated_at"] = [None] * n
-    for _ in range(ATTEMPTS):
-        part = _rows_of(columns, pending, n)
-        returned = columns_insert(Order, part, returning=("id",), conflict=("booking_id",))
-        _stamps_copy(part, columns, pending)
-        inserted = {row[0] for row in returned}
-        pending = [i for i in pending if columns["id"][i] not in inserted]
-        if not pending:
-            break
+
+    def redraw(pending: list[int]) -> None:
         for i, booking_id in zip(pending, booking_ids_new(len(pending)), strict=True):
             columns["booking_id"][i] = items[i].booking_id = booking_id
             items[i].prebuilt = None
-    else:
-        raise RuntimeError(f"Could not draw unique booking ids in {ATTEMPTS} attempts")
+
+    _insert_redrawing(Order, columns, n, unique="booking_id", redraw=redraw)
     orders = []
     for i, item in enumerate(items):
         campaign = item.campaign

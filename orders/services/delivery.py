@@ -108,6 +108,18 @@ def _failed_data(delivery: Delivery, order: Order) -> dict:
     }
 
 
+def _enqueue(sendable: list) -> list:
+    """One outbox message of kind `delivery` per (order, channel, destination), in one INSERT."""
+    return outbox_enqueue_many(
+        kind=DELIVERY_KIND,
+        messages=[
+            ({"order_id": o.pk, "booking_id": o.booking_id, "channel": c}, o.programme_id)
+            for o, c, _ in sendable
+        ],
+        max_attempts=_max_attempts(),
+    )
+
+
 def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Delivery]:
     """One delivery per completed order that has none yet, with its outbox message, in one
     INSERT each: call it inside the transaction that completed the orders (up to a few thousand
@@ -140,14 +152,7 @@ def deliveries_queue(*, orders, actor: Actor, fresh: bool = False) -> list[Deliv
         channel = delivery_channel_for(order=order)
         destination = delivery_destination(member=order.member, channel=channel)
         (sendable if destination else missing).append((order, channel, destination))
-    messages = outbox_enqueue_many(
-        kind=DELIVERY_KIND,
-        messages=[
-            ({"order_id": o.pk, "booking_id": o.booking_id, "channel": c}, o.programme_id)
-            for o, c, _ in sendable
-        ],
-        max_attempts=_max_attempts(),
-    )
+    messages = _enqueue(sendable)
     now = timezone.now()
     deliveries = [
         Delivery(
@@ -233,14 +238,7 @@ def _deliveries_queue_fresh(rows: list[Order], *, actor: Actor) -> list[Delivery
         )
         transaction.on_commit(lambda: outbox_schedule_sweeps(count))
     else:
-        messages = outbox_enqueue_many(
-            kind=DELIVERY_KIND,
-            messages=[
-                ({"order_id": o.pk, "booking_id": o.booking_id, "channel": c}, o.programme_id)
-                for o, c, _ in sendable
-            ],
-            max_attempts=_max_attempts(),
-        )
+        messages = _enqueue(sendable)
         message_ids = [m.pk for m in messages]
     now = timezone.now()
     ordered = [*sendable, *missing]
