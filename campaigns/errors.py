@@ -1,3 +1,6 @@
+from decimal import Decimal
+
+from campaigns.models import MONEY_MAX
 from plum.errors import PlumError
 
 
@@ -17,6 +20,18 @@ class BudgetExhaustedError(PlumError):
     code = "budget_exhausted"
     status = 409
     message = "The campaign's budget cannot cover this reward."
+
+    @classmethod
+    def left(cls, budget: Decimal | None, issued: Decimal) -> "BudgetExhaustedError":
+        """The refusal for a campaign that has issued `issued` of `budget`; with no budget, of
+        the most value a campaign can record (MONEY_MAX)."""
+        if budget is None:
+            return cls(
+                f"The campaign has no budget, but its issued value cannot pass {MONEY_MAX:,} "
+                "(the most Plum records); this reward would pass it.",
+                remaining=str(MONEY_MAX - issued),
+            )
+        return cls(remaining=str(budget - issued))
 
 
 class MemberCapReachedError(PlumError):

@@ -15,6 +15,10 @@ from plum.models import Channel, Member, Programme, country_validator, currency_
 from plum.statemachine import Transitions
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
+# The largest amount a MONEY column holds. A campaign's issued value may not pass it even with no
+# budget: the counter UPDATEs treat a NULL budget as this ceiling, so the issue that would
+# overflow the column is refused as budget_exhausted instead of failing in the database.
+MONEY_MAX = Decimal(10 ** (MONEY["max_digits"] - MONEY["decimal_places"])) - Decimal("0.01")
 
 
 class Merchant(models.Model):

@@ -36,6 +36,7 @@ from campaigns.errors import (
 )
 from campaigns.hooks import voucher_recovery_hooks
 from campaigns.models import (
+    MONEY_MAX,
     VOUCHER_TRANSITIONS,
     Campaign,
     CampaignMemberCounter,
@@ -85,7 +86,7 @@ _COUNTS_TAKE = (
     f"{_c('issued_value')} = {_c('issued_value')} + %(value)s "
     f"WHERE {_c('id')} = %(id)s AND {_ISSUING} "
     f"AND ({_c('max_rewards')} IS NULL OR {_c('issued_count')} < {_c('max_rewards')}) "
-    f"AND ({_c('budget')} IS NULL OR {_c('issued_value')} <= {_c('budget')} - %(value)s) "
+    f"AND {_c('issued_value')} <= COALESCE({_c('budget')}, {MONEY_MAX}) - %(value)s "
     f"RETURNING {_c('issued_count')}, {_c('issued_value')}, {_c('max_rewards')}, "
     f"{_c('budget')}, {_c('programme')}"
 )
@@ -141,7 +142,7 @@ def _counts_for(campaign: Campaign, member: Member, value: Decimal) -> Voucher |
             raise CampaignNotActiveError()
         if current.max_rewards is not None and current.issued_count >= current.max_rewards:
             raise CampaignExhaustedError()
-        raise BudgetExhaustedError(remaining=str(current.budget - current.issued_value))
+        raise BudgetExhaustedError.left(current.budget, current.issued_value)
     if campaign.max_rewards is not None or campaign.budget is not None:
         _emit_thresholds_crossed(campaign.pk, value, row=taken)
     if campaign.per_member_cap is not None:

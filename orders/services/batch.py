@@ -67,7 +67,7 @@ from campaigns.errors import (
     MemberCapReachedError,
     PoolExhaustedError,
 )
-from campaigns.models import Campaign, CampaignMemberCounter, Voucher, VoucherStatus
+from campaigns.models import MONEY_MAX, Campaign, CampaignMemberCounter, Voucher, VoucherStatus
 from campaigns.services.vouchers import _expiry_for
 from orders.errors import BatchTooLargeError, RecipientInvalidError
 from orders.models import Order
@@ -626,7 +626,7 @@ def _claim_counters(
         if max_rewards is not None and count >= max_rewards:
             error: PlumError = CampaignExhaustedError()
         else:
-            error = BudgetExhaustedError(remaining=str(budget - value))
+            error = BudgetExhaustedError.left(budget, value)
         _refuse(results, candidates[granted:], error)
     kept = candidates[:granted]
     if cap is not None and kept:
@@ -657,7 +657,7 @@ def _counters_update(campaign: Campaign, values: list[Decimal], now):
                 SELECT cur.id, count(u.s) AS n, coalesce(max(u.s), 0) AS v
                 FROM cur LEFT JOIN unnest(%(cum)s::numeric[]) WITH ORDINALITY AS u(s, i)
                   ON (cur.max_rewards IS NULL OR u.i <= cur.max_rewards - cur.issued_count)
-                 AND (cur.budget IS NULL OR u.s <= cur.budget - cur.issued_value)
+                 AND u.s <= COALESCE(cur.budget, %(ceiling)s) - cur.issued_value
                 GROUP BY cur.id
             )
             UPDATE {table} c
@@ -666,7 +666,9 @@ def _counters_update(campaign: Campaign, values: list[Decimal], now):
             RETURNING g.n, c.issued_count, c.issued_value, c.max_rewards, c.budget
         """  # noqa: S608 - the table name is the model's, the values are parameters
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"id": campaign.pk, "now": now, "cum": cumulative})
+            cursor.execute(
+                sql, {"id": campaign.pk, "now": now, "cum": cumulative, "ceiling": MONEY_MAX}
+            )
             row = cursor.fetchone()
         if row is None:
             return 0, None
@@ -686,7 +688,7 @@ def _counters_update(campaign: Campaign, values: list[Decimal], now):
         for position, total in enumerate(cumulative, start=1):
             if max_rewards is not None and position > max_rewards - count:
                 break
-            if budget is not None and total > budget - issued:
+            if total > (MONEY_MAX if budget is None else budget) - issued:
                 break
             granted = position
         value = cumulative[granted - 1] if granted else Decimal("0")

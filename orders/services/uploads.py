@@ -37,7 +37,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.errors import CampaignNotActiveError
-from campaigns.models import Campaign, CampaignMemberCounter
+from campaigns.models import MONEY_MAX, Campaign, CampaignMemberCounter
 from orders.models import UPLOAD_TRANSITIONS, Order, Upload, UploadChunk, UploadRow
 from orders.services.issuance import _issue, recipient_upsert
 from orders.uploads.errors import (
@@ -121,16 +121,17 @@ def _capacity_errors(campaign: Campaign, *, count: int, value: Decimal) -> list[
                     f"remaining count of {left:,} rewards.",
                 }
             )
-    if campaign.budget is not None:
-        left = campaign.budget - campaign.issued_value
-        if value > left:
-            errors.append(
-                {
-                    "column": "",
-                    "message": f"The file's valid rows total {value} {campaign.currency}, "
-                    f"more than the campaign's remaining budget of {left} {campaign.currency}.",
-                }
-            )
+    budget = MONEY_MAX if campaign.budget is None else campaign.budget
+    left = budget - campaign.issued_value
+    if value > left:
+        what = "budget" if campaign.budget is not None else "value it can record"
+        errors.append(
+            {
+                "column": "",
+                "message": f"The file's valid rows total {value} {campaign.currency}, "
+                f"more than the campaign's remaining {what} of {left} {campaign.currency}.",
+            }
+        )
     return errors
 
 

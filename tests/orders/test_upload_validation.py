@@ -275,3 +275,18 @@ def test_json_rows_with_unknown_fields_are_refused(campaign):
         )
     assert exc.value.fields == {"unknown": ["x"]}
     assert nothing_stored()
+
+
+def test_a_file_past_the_value_a_campaign_can_record_is_rejected(programme, make_campaign):
+    # given: no budget, any value; two rows that together pass 999,999,999,999.99
+    campaign = make_campaign(programme, reward=make_reward(denominations=()))
+    huge = "600000000000.00"
+    upload = create(campaign, csv_bytes(row(1, value=huge), row(2, value=huge)))
+    # then: refused as a whole, nothing counted
+    assert upload.status == "rejected"
+    assert (
+        upload.file_errors[0]["message"]
+        == "The file's valid rows total 1200000000000.00 INR, more than the campaign's remaining "
+        "value it can record of 999999999999.99 INR."
+    )
+    assert Campaign.objects.get(pk=campaign.pk).issued_value == 0
