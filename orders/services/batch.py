@@ -469,6 +469,16 @@ def _members_upsert(items: list[_Item], *, audit: _Audit, now) -> None:
             raced = [eid for eid in missing if eid not in created]
             if raced:
                 existing.update(_members_read(programme_id, raced))
+        stale = [
+            m.pk
+            for eid, m in existing.items()
+            if any(getattr(m, f) != v for f, v in wanted[eid].items())
+        ]
+        if stale:
+            # The members to update, locked in id order (the per-field-set UPDATEs below would
+            # otherwise lock them in an order two batches could cross) and read again under the
+            # lock: the changes and their audited "before" values are the committed ones.
+            existing.update(_members_read(programme_id, pks=stale))
         changed: dict[tuple[str, ...], list[Member]] = defaultdict(list)
         for eid, member in existing.items():
             changes = {
@@ -485,15 +495,6 @@ def _members_upsert(items: list[_Item], *, audit: _Audit, now) -> None:
                     "member.update", "plum.member", str(member.id), programme_id, member.id, changes
                 )
             members[(programme_id, eid)] = member
-        if changed:
-            # Lock every member to be updated in id order first: the per-field-set UPDATEs
-            # below would otherwise lock them in an order two batches could cross.
-            list(
-                Member.objects.select_for_update(no_key=True)
-                .filter(pk__in=[m.pk for group in changed.values() for m in group])
-                .order_by("pk")
-                .values_list("pk", flat=True)
-            )
         for fields, group in sorted(changed.items()):
             Member.objects.bulk_update(
                 sorted(group, key=lambda m: m.pk), [*fields, "updated_at"], batch_size=1000
@@ -502,8 +503,18 @@ def _members_upsert(items: list[_Item], *, audit: _Audit, now) -> None:
         item.member = members[(item.campaign.programme_id, item.external_id)]
 
 
-def _members_read(programme_id: int, external_ids: list[str]) -> dict[str, Member]:
-    rows = Member.objects.filter(programme_id=programme_id, external_id__in=external_ids)
+def _members_read(
+    programme_id: int, external_ids: list[str] | None = None, *, pks: list[int] | None = None
+) -> dict[str, Member]:
+    """The programme's members by external id, or (`pks`) those members locked in id order."""
+    if pks is None:
+        rows = Member.objects.filter(programme_id=programme_id, external_id__in=external_ids)
+    else:
+        rows = (
+            Member.objects.select_for_update(no_key=True)
+            .filter(programme_id=programme_id, pk__in=pks)
+            .order_by("pk")
+        )
     return {
         values["external_id"]: _member(values)
         for values in (

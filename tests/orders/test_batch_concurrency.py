@@ -144,3 +144,43 @@ def test_parallel_same_key_batch_requests_issue_once(programme, make_campaign, m
     assert_counters_match_rows(campaign, 20)
     bodies = {r.content for r in responses if r.status_code == 200}
     assert len(bodies) == 1
+
+
+def test_a_member_changed_while_the_batch_runs_is_audited_from_its_committed_values(
+    programme, make_campaign, monkeypatch
+):
+    """The batch reads its members unlocked, then locks the ones it will update and reads
+    them again: a change committed in between is the audited "before", never a stale read."""
+    import threading
+
+    from django.db import connection
+
+    from orders.services import batch
+    from plum.models import AuditEvent, Member
+
+    campaign = make_campaign(programme)
+    member = MemberFactory(programme=programme, external_id="EMP-9", email="old@example.com")
+    real_read = batch._members_read
+
+    def read_then_someone_else_writes(programme_id, external_ids=None, *, pks=None):
+        read = real_read(programme_id, external_ids, pks=pks)
+        if pks is None:  # the unlocked read: another connection commits a change now
+
+            def write():
+                Member.objects.filter(pk=member.pk).update(email="other@example.com")
+                connection.close()
+
+            thread = threading.Thread(target=write)
+            thread.start()
+            thread.join(timeout=30)
+        return read
+
+    monkeypatch.setattr(batch, "_members_read", read_then_someone_else_writes)
+    request = IssuanceRequest(
+        campaign=campaign, recipient={"external_id": "EMP-9", "email": "new@example.com"}
+    )
+    (order,) = order_issue_batch(requests=[request], source="api", actor=SYSTEM)
+    assert isinstance(order, Order)
+    assert Member.objects.get(pk=member.pk).email == "new@example.com"
+    event = AuditEvent.objects.get(action="member.update", object_id=str(member.pk))
+    assert event.changes == {"email": ["other@example.com", "new@example.com"]}
